@@ -1,0 +1,58 @@
+"""The `llmfleet` command line: thin wrappers over the packages (each command a few lines)."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from .logging_setup import configure_logging
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-json/--log-pretty", default=None, help="default: JSON unless stderr is a TTY")
+def main(log_level: str, log_json: bool | None) -> None:
+    """llmfleet: plan the cheapest SLO-keeping LLM serving fleet from streaming telemetry."""
+    configure_logging(json=log_json, level=log_level)
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True, help="0 picks a free port")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def broker(port: int, host: str) -> None:
+    """Run the embedded Kafka-protocol broker (tansu, in memory) in the foreground."""
+    from .broker import EmbeddedBroker
+
+    b = EmbeddedBroker(port=port or None, host=host).start()
+    click.echo(f"embedded broker ready: bootstrap_servers={b.bootstrap_servers} (Ctrl-C stops it)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5) and b.running:
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+@main.group()
+def schemas() -> None:
+    """JSON Schemas of every message type (the contract for routers in other languages)."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema file per message type into DIRECTORY."""
+    from schemas import export_schemas
+
+    for p in export_schemas(directory):
+        click.echo(str(p))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

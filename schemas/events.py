@@ -1,0 +1,76 @@
+"""Messages the controller publishes: allocation events, audit requests/reports, dead letters."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ._base import SCHEMA_VERSION, Frozen, Id, NonNegFloat
+from .instance import Instance
+from .plan import Plan
+
+Trigger = Literal["startup", "window", "drift", "audit", "degraded", "manual"]
+Method = Literal["gh", "agh", "milp", "cpsat", "lpr", "dvr", "hf"]
+SolveStatus = Literal["optimal", "feasible", "infeasible", "no_solution", "error"]
+
+
+class AllocationEvent(Frozen):
+    """A versioned plan for one fleet; routers apply the highest epoch they have seen."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    fleet_id: Id
+    epoch: int = Field(ge=1, description="strictly increasing per fleet")
+    trigger: Trigger
+    method: Method
+    status: SolveStatus
+    plan: Plan
+    cost_per_hour: NonNegFloat
+    gpu_cost_per_hour: NonNegFloat
+    switch_cost: NonNegFloat = 0.0
+    optimality_gap: NonNegFloat | None = None
+    degraded: bool = False
+    explanation: list[str] = Field(default_factory=list)
+    demand: dict[Id, NonNegFloat] = Field(description="arrival rate per query type planned for")
+    window_end: float | None = None
+    created_at: float
+    solve_seconds: NonNegFloat = 0.0
+    gate_route: dict[Id, dict[str, Any]] | None = Field(
+        default=None, description="per deployment: gate-and-route admission/routing parameters")
+
+
+class AuditRequest(Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    fleet_id: Id
+    epoch: int = Field(ge=1)
+    instance: Instance
+    plan: Plan
+    method: Literal["milp", "cpsat"] = "milp"
+    time_limit_s: float = Field(default=30.0, gt=0, le=3600)
+    created_at: float
+
+
+class AuditReport(Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    fleet_id: Id
+    epoch: int = Field(ge=1, description="epoch of the plan audited")
+    method: Literal["milp", "cpsat"]
+    status: SolveStatus
+    plan_cost: NonNegFloat
+    best_cost: NonNegFloat | None = None
+    bound: float | None = None
+    gap: NonNegFloat | None = Field(default=None, description="(plan_cost - bound) / plan_cost")
+    better_plan: Plan | None = None
+    seconds: NonNegFloat
+    created_at: float
+
+
+class DeadLetter(Frozen):
+    """A message that could not be decoded or validated, kept with its original bytes."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    reason: str
+    original_b64: str = Field(description="the original message value, base64")
+    received_at: float
