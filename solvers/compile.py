@@ -1,0 +1,315 @@
+"""Compile an instance (spec JSON dict) into arrays of deployment candidates and feasible routes.
+
+A *candidate* is a deployment configuration d = (model, GPU, precision, tp, pp); a *route*
+is a (query type, candidate) pair that is feasible under shared/spec/model.md section 2.
+Everything the solvers need is here as numpy arrays; ids map back through the tuples
+(the "inverse data"). Performance is computed for all routes and all batch sizes at once,
+in row chunks so that memory stays bounded on large instances.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ._typing import FloatArray, IntArray
+
+DEFAULT_CONSTANTS: dict[str, float] = {
+    "compute_efficiency": 0.5, "bandwidth_efficiency": 0.7, "step_overhead_s": 0.003,
+    "memory_utilization": 0.9, "max_batch": 256, "max_utilization": 0.85,
+}
+_CHUNK_CELLS = 1 << 21  # routes x batch sizes evaluated at once (~16 MB per float array)
+
+
+@dataclass(frozen=True)
+class QueryDiagnostics:
+    """Why a query type may have no feasible route: best values over every configuration."""
+
+    has_model: bool            # some model has an error entry for it
+    fits_memory: bool          # some configuration holds weights + one request's KV cache
+    best_ttft_s: float         # smallest prefill time among memory-fitting configurations
+    best_latency_s: float      # smallest single-request latency L(1) among them
+    best_error: float          # smallest route error over models and offered precisions
+
+
+@dataclass(frozen=True)
+class CompiledInstance:
+    """Arrays of one instance. Index spaces: i query types, d candidates, r routes, t GPUs."""
+
+    name: str
+    qt_ids: tuple[str, ...]
+    model_ids: tuple[str, ...]
+    gpu_ids: tuple[str, ...]
+    prec_ids: tuple[str, ...]
+    # query types [i]
+    lam: FloatArray
+    max_error: FloatArray
+    max_unserved: FloatArray
+    unserved_penalty: FloatArray
+    latency_penalty: FloatArray
+    # candidates [d] (only those with at least one feasible route)
+    cand_model: IntArray
+    cand_gpu: IntArray
+    cand_prec: IntArray
+    cand_tp: IntArray
+    cand_pp: IntArray
+    cand_ngpu: IntArray          # GPUs per replica = tp * pp
+    cand_cost: FloatArray        # $/h per replica
+    # routes [r], sorted by (query type, candidate)
+    route_qt: IntArray
+    route_cand: IntArray
+    mu: FloatArray               # requests/s per replica at the operating point
+    latency: FloatArray          # L at the operating point, s
+    ttft: FloatArray             # prefill time T_pre, s
+    error: FloatArray            # route error e_id
+    batch: IntArray              # operating batch size b*
+    # GPUs [t]
+    gpu_price: FloatArray
+    gpu_count: FloatArray        # inf where unlimited
+    budget: float
+    max_utilization: float
+    diagnostics: tuple[QueryDiagnostics, ...] = field(repr=False)
+    qt_route_start: IntArray = field(repr=False)  # routes of qt i are [start[i], start[i+1])
+
+    @property
+    def n_qt(self) -> int:
+        return len(self.qt_ids)
+
+    @property
+    def n_cand(self) -> int:
+        return len(self.cand_cost)
+
+    @property
+    def n_routes(self) -> int:
+        return len(self.mu)
+
+    @property
+    def load_coef(self) -> FloatArray:
+        """Replica-seconds per second of route r per unit fraction: lam_i / mu_r."""
+        return self.lam[self.route_qt] / self.mu
+
+    def routes_of(self, i: int) -> IntArray:
+        return np.arange(self.qt_route_start[i], self.qt_route_start[i + 1])
+
+    def with_demand(self, lam: FloatArray | Mapping[str, float]) -> CompiledInstance:
+        """Same compiled arrays, new arrival rates (nothing in section 2 depends on them)."""
+        if isinstance(lam, Mapping):
+            vec = self.lam.copy()
+            for q, v in lam.items():
+                vec[self.qt_ids.index(q)] = float(v)
+            lam = vec
+        arr = np.asarray(lam, dtype=np.float64)
+        if arr.shape != self.lam.shape or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise ValueError("demand must be a finite, non-negative vector, one rate per query type")
+        return replace(self, lam=arr)
+
+    def describe_cand(self, d: int) -> str:
+        return (f"{self.model_ids[self.cand_model[d]]}@{self.gpu_ids[self.cand_gpu[d]]}/"
+                f"{self.prec_ids[self.cand_prec[d]]} tp{self.cand_tp[d]} pp{self.cand_pp[d]}")
+
+
+def _const(inst: Mapping[str, Any]) -> dict[str, float]:
+    return {**DEFAULT_CONSTANTS, **(inst.get("constants") or {})}
+
+
+def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
+    """Compile the spec instance dict; routes agree with shared/spec/check_plan.py to ~1e-12."""
+    c = _const(inst)
+    qts, models, gpus, precs = inst["query_types"], inst["models"], inst["gpus"], inst["precisions"]
+    par = inst["parallelism"]
+    prec_index = {p["id"]: k for k, p in enumerate(precs)}
+
+    # ---- candidates: every allowed (model, gpu, precision, tp, pp) ----------------------------
+    rows = []
+    for j, m in enumerate(models):
+        for t, g in enumerate(gpus):
+            for q_id in g["tflops"]:
+                if q_id not in prec_index:
+                    continue
+                for tp in par["tp"]:
+                    if tp > g["gpus_per_node"]:
+                        continue
+                    for pp in par["pp"]:
+                        if pp <= m["n_layers"]:
+                            rows.append((j, t, prec_index[q_id], tp, pp))
+    cand = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    cj, ct, cq, ctp, cpp = (cand[:, k] for k in range(5))
+
+    # ---- per-entity arrays ----------------------------------------------------------------------
+    P_m = np.array([m["params_b"] for m in models], dtype=np.float64) * 1e9
+    Ln_m = np.array([m["n_layers"] for m in models], dtype=np.float64)
+    D_m = np.array([m["d_model"] for m in models], dtype=np.float64)
+    kv_m = 2 * Ln_m * np.array([m["n_kv_heads"] for m in models], dtype=np.float64) \
+        * np.array([m["head_dim"] for m in models], dtype=np.float64) * 2
+    bpp_q = np.array([p["bytes_per_param"] for p in precs], dtype=np.float64)
+    emul_q = np.array([p["error_multiplier"] for p in precs], dtype=np.float64)
+    F_c = np.array([gpus[t]["tflops"][precs[q]["id"]] for t, q in zip(ct, cq)], dtype=np.float64) \
+        * 1e12 * c["compute_efficiency"]
+    BW_t = np.array([g["bandwidth_tbps"] for g in gpus], dtype=np.float64) * 1e12 * c["bandwidth_efficiency"]
+    link_t = np.array([g["link_gbps"] for g in gpus], dtype=np.float64) * 1e9
+    alpha_t = np.array([g["link_latency_us"] for g in gpus], dtype=np.float64) * 1e-6
+    mem_t = np.array([g["memory_gb"] for g in gpus], dtype=np.float64)
+    h_i = np.array([q["input_tokens"] for q in qts], dtype=np.float64)
+    f_i = np.array([q["output_tokens"] for q in qts], dtype=np.float64)
+    maxlat_i = np.array([q["max_latency_s"] for q in qts], dtype=np.float64)
+    maxttft_i = np.array([np.inf if q.get("max_ttft_s") is None else q["max_ttft_s"] for q in qts])
+    err = np.full((len(qts), len(models)), np.nan)
+    qt_index = {q["id"]: i for i, q in enumerate(qts)}
+    for j, m in enumerate(models):
+        for q_id, e in (m.get("error") or {}).items():
+            if q_id in qt_index:
+                err[qt_index[q_id], j] = e
+
+    # ---- all (i, d) pairs where the model can serve the query type ---------------------------
+    ii, dd = np.nonzero(~np.isnan(err[:, cj]))
+    j, t, q = cj[dd], ct[dd], cq[dd]
+    tp, pp = ctp[dd].astype(np.float64), cpp[dd].astype(np.float64)
+    P, Ln, D, kv = P_m[j], Ln_m[j], D_m[j], kv_m[j]
+    h, f = h_i[ii], f_i[ii]
+    F, BW, link, alpha = F_c[dd], BW_t[t], link_t[t], alpha_t[t]
+    W = P * bpp_q[q]
+    o = c["step_overhead_s"]
+    ar_scale = np.where(tp == 1, 0.0, 2 * (tp - 1) / tp)
+    ar_alpha = np.where(tp == 1, 0.0, alpha)
+    t_pre = 2 * P * h / (tp * F) + 2 * Ln * (ar_alpha + ar_scale * (2 * h * D) / link) \
+        + (pp - 1) * (alpha + 2 * h * D / link) + o
+    cap = mem_t[t] * 1e9 * c["memory_utilization"] * tp * pp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bm = np.where(cap > W, np.floor((cap - W) / ((h + f) * kv)), 0.0)
+    b_max = np.minimum(float(int(c["max_batch"])), bm).astype(np.int64)
+    ttft_ok = t_pre <= maxttft_i[ii]
+    error_r = np.minimum(1.0, err[ii, j] * emul_q[q])
+
+    # ---- operating point over batch sizes, chunked ----------------------------------------------
+    # t_tok(b) = max(k0 + k1 b, k2 b) + k3 + k4 b: fold every per-route constant once, so the
+    # (route x batch) cells cost a handful of flops each.
+    ctx = h + f / 2
+    k0 = W / (tp * BW)
+    k1 = ctx * kv / (pp * tp * BW)
+    k2 = 2 * P / (pp * tp * F)
+    k3 = 2 * Ln * ar_alpha + (pp - 1) * alpha + o
+    k4 = 2 * Ln * ar_scale * 2 * D / (pp * link)
+    coef = (k0, k1, k2, k3, k4, t_pre, f)
+    best_b = np.zeros(len(ii), dtype=np.int64)
+    best_L = np.full(len(ii), np.inf)
+    lat1 = np.full(len(ii), np.inf)
+    fit = np.nonzero(b_max >= 1)[0]
+    if len(fit):  # single-request latency, for infeasibility diagnostics
+        lat1[fit] = _latency(np.ones((1, 1)), fit, coef)[:, 0]
+    live = np.nonzero((b_max >= 1) & ttft_ok & (lat1 <= maxlat_i[ii]))[0]
+    # L(b) is nondecreasing in b (dS/db >= T_pre and L >= T_pre), so the batch sizes meeting
+    # max_latency are a prefix 1..b_lat: find it by bisection, then scan only that prefix.
+    lo, hi = np.ones(len(live), dtype=np.int64), b_max[live].copy()
+    cap_lat = maxlat_i[ii[live]]
+    while np.any(lo < hi):
+        mid = (lo + hi + 1) // 2
+        ok = _latency_at(mid.astype(np.float64), live, coef) <= cap_lat
+        lo = np.where(ok, mid, lo)
+        hi = np.where(ok, hi, mid - 1)
+    width_of = np.zeros(len(ii), dtype=np.int64)
+    width_of[live] = lo
+    live = live[np.argsort(lo, kind="stable")]  # similar widths share a chunk
+    rows_n = max(1, _CHUNK_CELLS // int(width_of[live[-1]])) if len(live) else 1
+    for s in range(0, len(live), rows_n):
+        idx = live[s:s + rows_n]
+        width = int(width_of[idx[-1]])
+        b = np.arange(1, width + 1, dtype=np.float64)[None, :]
+        L = _latency(b, idx, coef)
+        mu = b / L
+        mu[b > width_of[idx, None]] = -np.inf
+        top = mu.max(axis=1)
+        # ties go to the smaller b (first b within 1e-12 relative of the best)
+        pick = np.argmax(mu * (1 + 1e-12) >= top[:, None], axis=1)
+        best_b[idx] = pick + 1
+        best_L[idx] = L[np.arange(len(idx)), pick]
+    best_mu = np.zeros(len(ii))
+    best_mu[best_b > 0] = best_b[best_b > 0] / best_L[best_b > 0]
+    feasible = best_b > 0
+
+    # ---- keep feasible routes and the candidates they use --------------------------------------
+    keep = np.nonzero(feasible)[0]
+    used = np.unique(dd[keep])
+    remap = np.full(len(cand), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    order = np.lexsort((remap[dd[keep]], ii[keep]))
+    keep = keep[order]
+    route_qt = ii[keep]
+    start = np.searchsorted(route_qt, np.arange(len(qts) + 1))
+
+    price_t = np.array([g["price_per_hour"] for g in gpus], dtype=np.float64)
+    count_t = np.array([np.inf if g.get("count") is None else g["count"] for g in gpus],
+                       dtype=np.float64)
+    ngpu = (ctp * cpp)[used]
+
+    diags = []
+    for i in range(len(qts)):
+        mine = ii == i
+        fitm = mine & (b_max >= 1)
+        diags.append(QueryDiagnostics(
+            has_model=bool(mine.any()), fits_memory=bool(fitm.any()),
+            best_ttft_s=float(t_pre[fitm].min()) if fitm.any() else float("inf"),
+            best_latency_s=float(lat1[fitm].min()) if fitm.any() else float("inf"),
+            best_error=float(error_r[mine].min()) if mine.any() else float("inf"),
+        ))
+
+    ci = CompiledInstance(
+        name=str(inst.get("name", "instance")),
+        qt_ids=tuple(q["id"] for q in qts), model_ids=tuple(m["id"] for m in models),
+        gpu_ids=tuple(g["id"] for g in gpus), prec_ids=tuple(p["id"] for p in precs),
+        lam=np.array([q["arrival_rate"] for q in qts], dtype=np.float64),
+        max_error=np.array([q["max_error"] for q in qts], dtype=np.float64),
+        max_unserved=np.array([q.get("max_unserved", 0.0) for q in qts], dtype=np.float64),
+        unserved_penalty=np.array([q.get("unserved_penalty", 0.0) for q in qts], dtype=np.float64),
+        latency_penalty=np.array([q.get("latency_penalty", 0.0) for q in qts], dtype=np.float64),
+        cand_model=cj[used], cand_gpu=ct[used], cand_prec=cq[used], cand_tp=ctp[used],
+        cand_pp=cpp[used], cand_ngpu=ngpu, cand_cost=ngpu * price_t[ct[used]],
+        route_qt=route_qt, route_cand=remap[dd[keep]], mu=best_mu[keep], latency=best_L[keep],
+        ttft=t_pre[keep], error=error_r[keep], batch=best_b[keep],
+        gpu_price=price_t, gpu_count=count_t, budget=float(inst["budget_per_hour"]),
+        max_utilization=float(c["max_utilization"]), diagnostics=tuple(diags),
+        qt_route_start=start,
+    )
+    _assert_finite(ci)
+    return ci
+
+
+def _latency(b: FloatArray, idx: IntArray, coef: tuple[FloatArray, ...]) -> FloatArray:
+    """L(b) of spec section 2 for routes `idx` (rows) and batch sizes `b` (columns).
+
+    Written with in-place ufuncs: this is the compile hot path (routes x batch sizes cells).
+    """
+    k0, k1, k2, k3, k4, t_pre, f = (a[idx, None] for a in coef)
+    shape = (len(idx), b.shape[1]) if b.shape[0] == 1 else (len(idx), 1)
+    t = np.multiply(k1, b, out=np.empty(shape))
+    t += k0
+    u = np.multiply(k2, b, out=np.empty(shape))
+    np.maximum(t, u, out=t)
+    np.multiply(k4, b, out=u)
+    t += u
+    t += k3                                  # t = t_tok(b)
+    t *= f
+    np.multiply(1 + b, t_pre, out=u)
+    t += u                                   # t = S
+    np.multiply(t, t, out=u)
+    u -= (4 * b) * (t_pre * t_pre)
+    np.maximum(u, 0.0, out=u)
+    np.sqrt(u, out=u)
+    u += t
+    u *= 0.5                                 # u = L
+    return u
+
+
+def _latency_at(b: FloatArray, idx: IntArray, coef: tuple[FloatArray, ...]) -> FloatArray:
+    """L at one batch size per route."""
+    return _latency(b[:, None], idx, coef)[:, 0]  # one column: b varies by row
+
+
+def _assert_finite(ci: CompiledInstance) -> None:
+    for name in ("mu", "latency", "ttft", "error", "cand_cost"):
+        arr = getattr(ci, name)
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.argmax(~np.isfinite(arr)))
+            raise ValueError(f"compiled {name} is not finite at index {bad}: check the instance's "
+                             "models, GPUs and query types for zero or absurd values")
