@@ -54,5 +54,12 @@ def schemas_export(directory: Path) -> None:
         click.echo(str(p))
 
 
+from .solve_commands import check, instance, solve  # noqa: E402
+
+main.add_command(solve)
+main.add_command(check)
+main.add_command(instance)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -46,6 +46,8 @@ class CompiledInstance:
     # query types [i]
     lam: FloatArray
     max_error: FloatArray
+    max_ttft: FloatArray         # inf where unbounded
+    max_latency: FloatArray
     max_unserved: FloatArray
     unserved_penalty: FloatArray
     latency_penalty: FloatArray
@@ -260,6 +262,7 @@ def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
         gpu_ids=tuple(g["id"] for g in gpus), prec_ids=tuple(p["id"] for p in precs),
         lam=np.array([q["arrival_rate"] for q in qts], dtype=np.float64),
         max_error=np.array([q["max_error"] for q in qts], dtype=np.float64),
+        max_ttft=maxttft_i.astype(np.float64), max_latency=maxlat_i,
         max_unserved=np.array([q.get("max_unserved", 0.0) for q in qts], dtype=np.float64),
         unserved_penalty=np.array([q.get("unserved_penalty", 0.0) for q in qts], dtype=np.float64),
         latency_penalty=np.array([q.get("latency_penalty", 0.0) for q in qts], dtype=np.float64),

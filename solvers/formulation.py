@@ -40,14 +40,18 @@ class Formulation:
         return len(self.c)
 
 
-def replica_upper_bounds(ci: CompiledInstance) -> IntArray:
-    """Replicas that could ever be useful: all routable load, budget and inventory caps."""
+def replica_upper_bounds(ci: CompiledInstance, budget: bool = True,
+                         inventory: bool = True) -> IntArray:
+    """Replicas that could ever be useful: all routable load, capped by budget and inventory."""
     need = np.bincount(ci.route_cand, weights=ci.load_coef, minlength=ci.n_cand)
     ub = np.ceil(need / ci.max_utilization - 1e-9)
-    with np.errstate(divide="ignore"):
-        by_budget = np.where(ci.cand_cost > 0, np.floor(ci.budget / ci.cand_cost + 1e-9), np.inf)
-    by_inv = np.floor(ci.gpu_count[ci.cand_gpu] / ci.cand_ngpu)
-    return np.minimum(np.minimum(ub, by_budget), by_inv).clip(0).astype(np.int64)
+    if budget:
+        with np.errstate(divide="ignore"):
+            ub = np.minimum(ub, np.where(ci.cand_cost > 0,
+                                         np.floor(ci.budget / ci.cand_cost + 1e-9), np.inf))
+    if inventory:
+        ub = np.minimum(ub, np.floor(ci.gpu_count[ci.cand_gpu] / ci.cand_ngpu))
+    return ub.clip(0).astype(np.int64)
 
 
 def build(ci: CompiledInstance, prev_replicas: IntArray | None = None,

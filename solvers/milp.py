@@ -5,8 +5,12 @@ takes an optional warm start, honours a time limit and returns the proven bound.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +21,25 @@ from .formulation import Formulation, build
 from .result import SolveResult, Status, failure, objective
 
 BACKENDS = ("highs", "scip")
+
+
+@contextlib.contextmanager
+def quiet_native_stdout() -> Iterator[None]:
+    """Native solvers print debug lines to fd 1; keep stdout clean for CLI output and JSON."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def _status(name: str, has_solution: bool) -> Status:
@@ -49,9 +72,11 @@ def solve_formulation(f: Formulation, *, integral: bool = True, backend: str = "
     if not solver.solver_is_supported():
         raise RuntimeError(f"OR-Tools backend {backend!r} is not available in this build")
     solver.set_time_limit_in_seconds(float(time_limit_s))
+    solver.enable_output(False)
     if params:
         solver.set_solver_specific_parameters(params)
-    solver.solve(model)
+    with quiet_native_stdout():
+        solver.solve(model)
     name = solver.status().name
     has = solver.has_solution()
     values = np.asarray(solver.variable_values()) if has else None
@@ -81,12 +106,18 @@ def solve_milp(ci: CompiledInstance, *, time_limit_s: float = 60.0, backend: str
         return failure(ci, Status.INFEASIBLE, "milp", explanation=("no feasible route at all",))
     f = build(ci, prev_replicas, switch_cost_per_gpu, prev_orphan_gpus)
     hint = hint_vector(f, *warm_start, ci, prev_replicas) if warm_start is not None else None
-    name, has, v, obj, bound = solve_formulation(f, backend=backend, time_limit_s=time_limit_s,
-                                                 hint=hint, params=params)
+    # OR-Tools' model builder crashes HiGHS when given a hint (seen with 9.15), so HiGHS gets
+    # no hint; the warm start is kept as the incumbent and returned if HiGHS finds nothing better.
+    name, has, v, obj, bound = solve_formulation(
+        f, backend=backend, time_limit_s=time_limit_s,
+        hint=hint if backend != "highs" else None, params=params)
     secs = time.perf_counter() - t0
     status = _status(name, has)
     stats: dict[str, Any] = {"backend": backend, "solver_status": name, "rows": f.A.shape[0],
                              "vars": f.n_vars, "int_vars": int(f.integer.sum())}
+    if hint is not None and _feasible(f, hint) and (v is None or f.c @ hint + f.offset < obj - 1e-9):
+        v, status = hint, (Status.FEASIBLE if status != Status.OPTIMAL else status)
+        stats["incumbent"] = "warm_start"
     if v is None:
         return failure(ci, status, "milp", seconds=secs,
                        bound=bound if math.isfinite(bound) else None, **stats)
@@ -97,6 +128,13 @@ def solve_milp(ci: CompiledInstance, *, time_limit_s: float = 60.0, backend: str
     return SolveResult(status=status, method="milp", replicas=replicas, x=x,
                        objective=objective(ci, replicas, x),
                        bound=bound if math.isfinite(bound) else None, seconds=secs, stats=stats)
+
+
+def _feasible(f: Formulation, v: FloatArray, tol: float = 1e-6) -> bool:
+    """Whether a full variable vector satisfies every row and bound of the formulation."""
+    act = f.A @ v
+    return bool(np.all(act >= f.row_lo - tol) and np.all(act <= f.row_hi + tol)
+                and np.all(v >= f.var_lo - tol) and np.all(v <= f.var_hi + tol))
 
 
 def _trim_to_capacity(ci: CompiledInstance, replicas: IntArray, x: FloatArray) -> FloatArray:
