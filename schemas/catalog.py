@@ -46,7 +46,8 @@ class Catalog(Frozen):
 
     def to_instance(self, demand: dict[str, dict[str, float]] | None = None,
                     name: str | None = None, budget_per_hour: float | None = None) -> Instance:
-        """Instance for one window: `demand[qt]` may override arrival_rate/input_tokens/output_tokens.
+        """Instance for one window: `demand[qt]` may override arrival_rate, input_tokens,
+        output_tokens and max_unserved.
 
         Query types absent from `demand` keep the catalog's defaults; pass rate 0 to plan none.
         """
@@ -59,7 +60,7 @@ class Catalog(Frozen):
         for q in self.query_types:
             base = {k: v for k, v in q.model_dump().items() if k in spec_fields}
             base.update({k: float(v) for k, v in demand.get(q.id, {}).items()
-                         if k in ("arrival_rate", "input_tokens", "output_tokens")})
+                         if k in ("arrival_rate", "input_tokens", "output_tokens", "max_unserved")})
             qts.append(base)
 
         def project(items: list[Any], cls: type[Frozen]) -> list[dict[str, Any]]:

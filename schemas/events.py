@@ -34,6 +34,8 @@ class AllocationEvent(Frozen):
     window_end: float | None = None
     created_at: float
     solve_seconds: NonNegFloat = 0.0
+    window_closed_at: float | None = Field(
+        default=None, description="wall time the demand window closed (latency measurement)")
     gate_route: dict[Id, dict[str, Any]] | None = Field(
         default=None, description="per deployment: gate-and-route admission/routing parameters")
 

@@ -1,0 +1,302 @@
+"""The faust application: topics, tables, agents and timers declared here; logic lives in
+demand_window.py (ingest), planner.py (decisions) and audit.py (exact audits).
+
+    telemetry (N partitions) --ingest--> windows (1 partition) --planner--> allocations
+                                 |                                |  \\--> demand
+                                 +--> dlq                         +--> audit-requests --audit--> audits --planner
+
+* ingest: one changelog-backed table entry per telemetry partition holds its open windows
+  and the last offset applied (each record is counted once per offset, also after a crash).
+* planner: the windows topic has one partition, so exactly one worker of the group plans;
+  its state (epoch, plan in force, pending partials) is a table co-partitioned with it, so a
+  new leader recovers the epoch sequence. Planning runs in a thread so ingest keeps flowing.
+* audit: exact solves in a separate OS process, scaled out over audit-request partitions.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Any
+
+import faust
+import numpy as np
+import structlog
+from pydantic import ValidationError
+
+from schemas import (
+    AuditReport, AuditRequest, Catalog, DeadLetter, RequestRecord, TelemetryBatch, describe, load_catalog,
+)
+
+from . import demand_window as dw
+from .audit import AuditRunner
+from .metrics import Metrics
+from .planner import Planner, new_planner_state
+from .settings import Settings
+
+log = structlog.get_logger()
+
+
+def _bootstrap(s: Settings) -> list[str]:
+    assert s.bootstrap_servers, "bootstrap_servers must be resolved before building the app"
+    return [f"kafka://{h.strip()}" for h in s.bootstrap_servers.split(",")]
+
+
+class Controller:
+    """Everything one worker runs; `app` is the faust App."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        s = self.s = settings
+        self.catalog = catalog or load_catalog(s.catalog_path)
+        self.qt_ids = {q.id for q in self.catalog.query_types}
+        self.rules = [dw.LengthRule(**r) for r in s.classify_rules]  # type: ignore[arg-type]
+        for name in [r.query_type for r in self.rules] + [s.default_query_type]:
+            if name not in self.qt_ids:
+                raise ValueError(f"classification names query type {name!r} missing from the catalog")
+        self.planner = Planner(self.catalog, s)
+        self.metrics = Metrics()
+        self.audits = AuditRunner(s.audit_time_limit_s)
+        self.last_seen: dict[int, float] = {}
+        self.app = app = faust.App(
+            s.consumer_group, broker=_bootstrap(s), store="memory://", autodiscover=False,
+            topic_partitions=s.telemetry_partitions, topic_allow_declare=True,
+            broker_rebalance_timeout=5.0, broker_session_timeout=8.0, broker_heartbeat_interval=1.0,
+            consumer_auto_offset_reset="earliest", web_enabled=s.web_port > 0,
+            web_port=s.web_port or 6066, web_bind="127.0.0.1",
+            producer_max_request_size=s.max_message_bytes,
+            processing_guarantee="exactly_once" if s.transactional_id else "at_least_once",
+            table_cleanup_interval=3600.0,
+        )
+        t = s.topics
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.t_telemetry = app.topic(t.telemetry, partitions=s.telemetry_partitions, **raw)
+        self.t_windows = app.topic(t.windows, partitions=1, **raw)
+        self.t_audits = app.topic(t.audits, partitions=1, **raw)
+        self.t_audit_requests = app.topic(t.audit_requests, partitions=2, **raw)
+        self.t_allocations = app.topic(t.shadow_allocations if s.observe_only else t.allocations,
+                                       partitions=1, **raw)
+        self.t_demand = app.topic(t.demand, partitions=1, **raw)
+        self.t_dlq = app.topic(t.dlq, partitions=1, **raw)
+        # no key/value types: faust serialises table keys and values as JSON
+        self.ingest_table = app.Table("ingest-windows", default=None, partitions=s.telemetry_partitions)
+        self.planner_table = app.Table("planner-state", default=None, partitions=1)
+        app.agent(self.t_telemetry, name="ingest")(self._ingest)
+        app.agent(app.topic(t.windows, t.audits, **raw), name="planner")(self._plan)
+        app.agent(self.t_audit_requests, name="audit")(self._audit)
+        app.timer(max(0.2, min(s.idle_s, 1.0)), name="tick-idle-partitions")(self._tick_idle)
+        if s.web_port > 0:
+            app.page("/metrics")(self.metrics.faust_view)
+
+    # ---- ingest --------------------------------------------------------------------------------
+    async def _ingest(self, stream: Any) -> None:
+        s = self.s
+        async for event in stream.events():
+            msg = event.message
+            p, off = msg.partition, msg.offset
+            self.last_seen[p] = time.monotonic()
+            key = f"p{p}"
+            state = self.ingest_table.get(key) or dw.new_state()
+            cols, wm_only = await self._decode(event.value, msg)
+            if cols is not None:
+                applied, late = dw.add_records(state, off, *cols, window_s=s.window_s, grace_s=s.grace_s)
+                if applied:
+                    self.metrics.records.inc(len(cols[0]))
+                    self.metrics.late.inc(late)
+            elif wm_only is not None:
+                state["offset"] = max(state["offset"], off)
+            before = state["wm"]
+            partials = dw.close_ready(state, p, window_s=s.window_s, grace_s=s.grace_s, watermark=wm_only)
+            for part in partials:
+                part["closed_at"] = time.time()
+                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(part).encode())
+            if not partials and state["wm"] is not None and (
+                    before is None or state["wm"] // s.window_s != before // s.window_s or wm_only is not None):
+                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(
+                    {"kind": "wm", "partition": p, "wm": state["wm"]}).encode())
+            self.ingest_table[key] = state
+
+    async def _decode(self, raw: bytes, msg: Any) -> tuple[tuple[np.ndarray, ...] | None, float | None]:
+        """Columns of a telemetry message, or a tick's watermark; bad input goes to the DLQ."""
+        try:
+            head = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            await self._dead(raw, msg, f"not JSON: {exc}")
+            return None, None
+        kind = head.get("kind") if isinstance(head, dict) else None
+        if kind == "tick":
+            wm = head.get("wm")
+            return None, float(wm) if isinstance(wm, (int, float)) else None
+        try:
+            if kind == "batch":
+                batch = TelemetryBatch.model_validate(head)
+            elif kind in ("request", None):
+                batch = TelemetryBatch.from_records([RequestRecord.model_validate(head)])
+            else:
+                raise ValueError(f"unknown message kind {kind!r}")
+        except (ValidationError, ValueError, TypeError) as exc:
+            reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+            await self._dead(raw, msg, f"invalid telemetry: {reason}")
+            return None, None
+        n = len(batch)
+        inp = np.asarray(batch.input_tokens, dtype=np.float64)
+        out = np.asarray(batch.output_tokens, dtype=np.float64)
+        if batch.query_type is None:
+            qt = dw.classify(inp, out, self.rules, self.s.default_query_type)
+        else:
+            qt = np.array(batch.query_type, dtype=object)
+            missing = np.array([q is None for q in batch.query_type])
+            if missing.any():
+                qt[missing] = dw.classify(inp[missing], out[missing], self.rules, self.s.default_query_type)
+        unknown = np.array([q not in self.qt_ids for q in qt])
+        keep = ~unknown
+        if unknown.any():
+            idx = np.nonzero(unknown)[0]
+            names = sorted({str(qt[i]) for i in idx})
+            await self._dead(raw, msg, f"unknown query types {names} at record indices "
+                                       f"{idx[:20].tolist()}{'...' if len(idx) > 20 else ''} "
+                                       f"({len(idx)} of {n} records; the rest were counted)")
+        fl = lambda col: np.array([np.nan if v is None else v for v in col], dtype=np.float64)[keep] \
+            if col is not None else None  # noqa: E731
+        oc = np.array(batch.outcome, dtype=object)[keep] if batch.outcome is not None else None
+        ts = np.asarray(batch.ts, dtype=np.float64)[keep]
+        return (ts, qt[keep].astype(str), inp[keep], out[keep], fl(batch.latency_s),
+                fl(batch.ttft_s), oc), None
+
+    async def _dead(self, raw: bytes, msg: Any, reason: str) -> None:
+        self.metrics.dlq.inc()
+        letter = DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                            reason=reason[:2000], original_b64=base64.b64encode(raw).decode(),
+                            received_at=time.time())
+        await self.t_dlq.send(value=letter.model_dump_json().encode())
+        log.warning("telemetry.dead_letter", partition=msg.partition, offset=msg.offset, reason=reason[:200])
+
+    async def _tick_idle(self) -> None:
+        """Advance idle partitions to this worker's watermark by sending them a tick."""
+        assigned = [tp.partition for tp in self.app.consumer.assignment()
+                    if tp.topic == self.s.topics.telemetry]
+        if not assigned:
+            return
+        wms = [st["wm"] for p in assigned if (st := self.ingest_table.get(f"p{p}")) and st["wm"] is not None]
+        if not wms:
+            return
+        now, top = time.monotonic(), max(wms)
+        for p in assigned:
+            if now - self.last_seen.get(p, 0.0) >= self.s.idle_s:
+                self.last_seen[p] = now
+                await self.t_telemetry.send(key=b"tick", value=json.dumps({"kind": "tick", "wm": top}).encode(),
+                                            partition=p)
+
+    # ---- planner (leader) ---------------------------------------------------------------------
+    async def _plan(self, stream: Any) -> None:
+        s = self.s
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            state = self.planner_table.get(s.fleet_id) or new_planner_state()
+            if state["epoch"] == 0:
+                state["epoch"] = max(state["epoch"], await self._last_published_epoch())
+            try:
+                msg = json.loads(event.value)
+            except ValueError:
+                continue
+            if event.message.topic == s.topics.audits:
+                report = AuditReport.model_validate(msg)
+                self.metrics.audit_gap.set(report.gap or 0.0)
+                decision = self.planner.on_audit(state, report)
+                await self._publish(decision)
+            elif msg.get("kind") in ("partial", "wm"):
+                self._absorb(state, msg)
+                for window, closed_at in self._closable(state):
+                    await self.t_demand.send(key=s.fleet_id.encode(), value=window.model_dump_json().encode())
+                    self.metrics.windows.inc()
+                    decision = await loop.run_in_executor(None, self.planner.on_window, state, window, closed_at)
+                    await self._publish(decision)
+            self.planner_table[s.fleet_id] = state
+
+    def _absorb(self, state: dict[str, Any], msg: dict[str, Any]) -> None:
+        p = str(msg["partition"])
+        state["wm"][p] = max(state["wm"].get(p, msg["wm"]), msg["wm"])
+        if msg["kind"] != "partial":
+            return
+        w = str(msg["window"])
+        if state["closed_upto"] is not None and msg["window"] <= state["closed_upto"]:
+            state["late_extra"] += sum(a["n"] for a in msg["aggs"].values()) + int(msg.get("late", 0))
+            return
+        state["pending"].setdefault(w, {})[p] = msg
+
+    def _closable(self, state: dict[str, Any]) -> list[tuple[Any, float | None]]:
+        """Windows every partition has moved past (in order), merged into DemandWindows."""
+        s = self.s
+        if len(state["wm"]) < s.telemetry_partitions:
+            return []
+        low = min(state["wm"].values())
+        k = state["closed_upto"] + 1 if state["closed_upto"] is not None else (
+            min((int(w) for w in state["pending"]), default=None))
+        if k is None:
+            return []
+        out = []
+        while (k + 1) * s.window_s + s.grace_s <= low:
+            parts = list(state["pending"].pop(str(k), {}).values())
+            closed = max((p.get("closed_at", 0.0) for p in parts), default=None)
+            out.append((dw.combine(s.fleet_id, k * s.window_s, (k + 1) * s.window_s, parts,
+                                   state["late_extra"]), closed))
+            state["late_extra"] = 0
+            state["closed_upto"] = k
+            state["windows_closed"] += 1
+            k += 1
+        return out
+
+    async def _publish(self, decision: Any) -> None:
+        s = self.s
+        for ev in decision.events:
+            await self.t_allocations.send(key=ev.fleet_id.encode(), value=ev.model_dump_json().encode())
+            self.metrics.observe_event(ev, decision.solve_seconds)
+            log.info("plan.published", fleet=ev.fleet_id, epoch=ev.epoch, trigger=ev.trigger, method=ev.method,
+                     status=ev.status, cost_per_hour=round(ev.cost_per_hour, 4), degraded=ev.degraded,
+                     drift=decision.drift, gpus=sum(d.replicas * d.tp * d.pp for d in ev.plan.deployments),
+                     solve_ms={k: round(v * 1e3, 2) for k, v in decision.solve_seconds.items()},
+                     shadow=s.observe_only)
+        if decision.drift:
+            self.metrics.drift.inc()
+        for req in decision.audits:
+            await self.t_audit_requests.send(key=req.fleet_id.encode(), value=req.model_dump_json().encode())
+
+    async def _last_published_epoch(self) -> int:
+        """Highest epoch already on the allocations topic (belt and braces for recovery)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = self.s.topics.shadow_allocations if self.s.observe_only else self.s.topics.allocations
+        c = AIOKafkaConsumer(bootstrap_servers=self.s.bootstrap_servers, enable_auto_commit=False)
+        await c.start()
+        best = 0
+        try:
+            tp = TopicPartition(topic, 0)
+            c.assign([tp])
+            end = (await c.end_offsets([tp]))[tp]
+            if end > 0:
+                c.seek(tp, max(0, end - 20))
+                recs = await c.getmany(tp, timeout_ms=2000)
+                for m in recs.get(tp, []):
+                    try:
+                        ev = json.loads(m.value)
+                        if ev.get("fleet_id") == self.s.fleet_id:
+                            best = max(best, int(ev.get("epoch", 0)))
+                    except ValueError:
+                        pass
+        finally:
+            await c.stop()
+        return best
+
+    # ---- audit ---------------------------------------------------------------------------------
+    async def _audit(self, stream: Any) -> None:
+        async for raw in stream:
+            try:
+                req = AuditRequest.model_validate_json(raw)
+            except ValidationError as exc:
+                log.warning("audit.bad_request", reason=describe(exc))
+                continue
+            report = await self.audits.run(req)
+            self.metrics.solve_seconds.labels(method=req.method).observe(report.seconds)
+            await self.t_audits.send(key=req.fleet_id.encode(), value=report.model_dump_json().encode())
+            log.info("audit.reported", epoch=report.epoch, status=report.status, gap=report.gap,
+                     plan_cost=report.plan_cost, best_cost=report.best_cost, seconds=round(report.seconds, 3))

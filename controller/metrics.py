@@ -1,0 +1,40 @@
+"""Prometheus metrics of one worker, served at /metrics on the faust web server."""
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.records = Counter("llmfleet_records_ingested", "telemetry records counted", registry=r)
+        self.late = Counter("llmfleet_records_late", "records arriving after their window closed", registry=r)
+        self.dlq = Counter("llmfleet_dead_letters", "messages sent to the dead-letter topic", registry=r)
+        self.windows = Counter("llmfleet_windows_closed", "demand windows closed", registry=r)
+        self.drift = Counter("llmfleet_drift_events", "windows where drift was detected", registry=r)
+        self.events = Counter("llmfleet_allocation_events", "allocation events published",
+                              ["trigger", "method"], registry=r)
+        self.solve_seconds = Histogram("llmfleet_solve_seconds", "solver wall time", ["method"],
+                                       buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120), registry=r)
+        self.cost = Gauge("llmfleet_plan_cost_per_hour", "objective of the plan in force ($/h)", registry=r)
+        self.gpus = Gauge("llmfleet_plan_gpus", "GPUs in the plan in force", registry=r)
+        self.epoch = Gauge("llmfleet_epoch", "epoch of the plan in force", registry=r)
+        self.audit_gap = Gauge("llmfleet_audit_gap", "last audited optimality gap of the plan", registry=r)
+        self.degraded = Gauge("llmfleet_plan_degraded", "1 when the plan in force is degraded", registry=r)
+
+    def observe_event(self, ev: Any, solve_seconds: dict[str, float]) -> None:
+        self.events.labels(trigger=ev.trigger, method=ev.method).inc()
+        for method, sec in solve_seconds.items():
+            self.solve_seconds.labels(method=method).observe(sec)
+        self.cost.set(ev.cost_per_hour)
+        self.gpus.set(sum(d.replicas * d.tp * d.pp for d in ev.plan.deployments))
+        self.epoch.set(ev.epoch)
+        self.degraded.set(1.0 if ev.degraded else 0.0)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def faust_view(self, web: Any, request: Any) -> Any:
+        return web.bytes(self.text(), content_type="text/plain; version=0.0.4")

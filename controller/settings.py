@@ -1,0 +1,86 @@
+"""One settings model for every llmfleet process: environment (LLMFLEET_*) or a config file.
+
+Built by entry points and passed down (never at import time), validated at start so a bad
+value fails fast with the field named.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Topics(BaseSettings):
+    """Kafka topic names (env: LLMFLEET_TOPICS__TELEMETRY, ...)."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    telemetry: str = "llmfleet.telemetry"
+    demand: str = "llmfleet.demand"
+    allocations: str = "llmfleet.allocations"
+    shadow_allocations: str = "llmfleet.allocations.shadow"
+    audit_requests: str = "llmfleet.audit-requests"
+    audits: str = "llmfleet.audits"
+    dlq: str = "llmfleet.dlq"
+    trace: str = "llmfleet.trace"
+    windows: str = "llmfleet.windows"  # internal: per-partition window partials -> planner
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LLMFLEET_", env_nested_delimiter="__",
+                                      env_file=".env", env_ignore_empty=True, extra="ignore",
+                                      frozen=True)
+
+    bootstrap_servers: str | None = Field(
+        default=None, description="Kafka bootstrap servers; None starts the embedded broker")
+    fleet_id: str = Field(default="default", pattern=r"^[A-Za-z0-9_.:-]+$")
+    topics: Topics = Topics()
+    telemetry_partitions: int = Field(default=4, ge=1, le=1024)
+    consumer_group: str = "llmfleet-controller"
+    catalog_path: Path | None = Field(default=None, description="catalog folder/file; None = bundled")
+    budget_per_hour: float | None = Field(default=None, gt=0, description="overrides the catalog")
+    # windows
+    window_s: float = Field(default=60.0, gt=0, description="tumbling window length, event time")
+    grace_s: float = Field(default=10.0, ge=0, description="late events accepted this long")
+    idle_s: float = Field(default=1.0, gt=0, description="wall seconds before an idle partition is ticked")
+    classify_rules: list[dict[str, int | str]] = Field(
+        default_factory=lambda: [{"query_type": "code", "min_input": 1000, "max_output": 48}],
+        description="token-length rules for requests without a query type (first match wins)")
+    default_query_type: str = "conversation"
+    # planning
+    gh_on_every_window: bool = True
+    agh_deadline_s: float = Field(default=0.5, gt=0)
+    switch_cost_per_gpu: float = Field(default=0.5, ge=0, description="$ per GPU started/stopped")
+    min_dwell_s: float = Field(default=120.0, ge=0, description="event time between drift re-plans")
+    drift_method: Literal["page_hinkley", "cusum"] = "page_hinkley"
+    drift_threshold: float = Field(default=0.25, gt=0, description="relative demand change")
+    drift_ph_delta: float = Field(default=0.05, ge=0)
+    drift_ph_lambda: float = Field(default=0.5, gt=0)
+    observe_only: bool = Field(default=False, description="publish to the shadow topic only")
+    gate_route: Literal["auto", "on", "off"] = "auto"
+    # audit
+    audit_enabled: bool = True
+    audit_method: Literal["milp", "cpsat"] = "milp"
+    audit_time_limit_s: float = Field(default=20.0, gt=0)
+    audit_adopt_threshold: float = Field(default=0.02, ge=0, description="adopt when cheaper by this")
+    audit_adopt: bool = True
+    # delivery
+    enable_idempotence: bool = Field(default=False, description="needs a broker with InitProducerId")
+    transactional_id: str | None = None
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # web / metrics
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.agh_deadline_s >= self.window_s:
+            raise ValueError(f"agh_deadline_s ({self.agh_deadline_s}) must be shorter than "
+                             f"window_s ({self.window_s})")
+        if self.grace_s >= self.window_s * 10:
+            raise ValueError("grace_s must be less than ten windows")
+        if self.transactional_id and not self.enable_idempotence:
+            raise ValueError("transactional_id requires enable_idempotence=true")
+        return self

@@ -1,0 +1,59 @@
+"""Create llmfleet's topics with the right partition counts (and compaction where it helps).
+
+Faust refuses a table whose changelog and source topic disagree on partitions, and a broker
+may auto-create topics with its own default, so every topic is created up front.
+"""
+from __future__ import annotations
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from .settings import Settings
+
+log = structlog.get_logger()
+
+
+def topic_plan(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """name -> (partitions, config). Allocations are compacted: a new router gets the latest plan."""
+    t = s.topics
+    compact = {"cleanup.policy": "compact"}
+    return {
+        t.telemetry: (s.telemetry_partitions, {}),
+        t.windows: (1, {}),
+        t.demand: (1, {}),
+        t.allocations: (1, compact),
+        t.shadow_allocations: (1, compact),
+        t.audit_requests: (2, {}),
+        t.audits: (1, {}),
+        t.dlq: (1, {}),
+        t.trace: (1, {}),
+    }
+
+
+async def ensure_topics(s: Settings, bootstrap: str) -> list[str]:
+    """Create missing topics; retries without configs if the broker rejects them (tansu)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    created = []
+    try:
+        existing = set(await admin.list_topics())
+        for name, (parts, cfg) in topic_plan(s).items():
+            if name in existing:
+                continue
+            for config in (cfg, {}):
+                try:
+                    await admin.create_topics([NewTopic(name, parts, 1, topic_configs=config)])
+                    created.append(name)
+                    break
+                except TopicAlreadyExistsError:
+                    break
+                except Exception as exc:  # broker without compaction support
+                    if not config:
+                        raise
+                    log.warning("topics.config_rejected", topic=name, config=config, error=str(exc))
+    finally:
+        await admin.close()
+    if created:
+        log.info("topics.created", topics=created)
+    return created
