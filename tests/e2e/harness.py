@@ -1,0 +1,107 @@
+"""Run controller workers as real processes against a real broker, feed and read topics."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from controller.settings import Settings, Topics
+from schemas import RequestRecord, TelemetryBatch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Cluster:
+    """Topic names unique to one test, and the worker processes started for it."""
+
+    def __init__(self, bootstrap: str, tmp: Path, **overrides: str) -> None:
+        self.bootstrap = bootstrap
+        self.tmp = tmp
+        tag = uuid.uuid4().hex[:8]
+        self.topics = Topics(**{f: f"t{tag}.{f}" for f in Topics.model_fields})
+        self.env = {**os.environ, "LLMFLEET_BOOTSTRAP_SERVERS": bootstrap, "LLMFLEET_CONSUMER_GROUP": f"g{tag}",
+                    "LLMFLEET_WINDOW_S": "10", "LLMFLEET_GRACE_S": "1", "LLMFLEET_MIN_DWELL_S": "0",
+                    "LLMFLEET_WEB_PORT": "0", "LLMFLEET_AGH_DEADLINE_S": "0.2",
+                    "LLMFLEET_AUDIT_TIME_LIMIT_S": "5", "LLMFLEET_IDLE_S": "0.5",
+                    "PYTHONPATH": str(REPO)}
+        self.env.update({f"LLMFLEET_TOPICS__{f.upper()}": getattr(self.topics, f) for f in Topics.model_fields})
+        self.env.update(overrides)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(bootstrap_servers=self.bootstrap, topics=self.topics)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"worker{len(self.procs)}.log", "wb")  # noqa: SIM115
+        p = subprocess.Popen([sys.executable, "-m", "controller.worker"], env=self.env, cwd=REPO,
+                             stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def kill(self, p: subprocess.Popen[bytes], hard: bool = False) -> None:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def close(self) -> None:
+        for p in self.procs:
+            self.kill(p, hard=True)
+
+    def logs(self) -> str:
+        return "\n".join(f.read_text(errors="replace")[-3000:] for f in sorted(self.tmp.glob("worker*.log")))
+
+
+def batch(t0: float, seconds: int, rates: dict[str, float], start: float = 0.0) -> list[bytes]:
+    """One TelemetryBatch per event-time second with `rates` requests/s per query type."""
+    out = []
+    for k in range(seconds):
+        recs = []
+        for q, r in rates.items():
+            n = int(r)
+            recs += [RequestRecord(ts=t0 + start + k + i / max(n, 1), query_type=q,
+                                   input_tokens=1200 if q == "code" else 800,
+                                   output_tokens=30 if q == "code" else 200) for i in range(n)]
+        recs.sort(key=lambda r: r.ts)
+        out.append(TelemetryBatch.from_records(recs, producer="test").model_dump_json().encode())
+    return out
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes], partitions: int = 4) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await p.start()
+    try:
+        for k, v in enumerate(values):
+            await p.send_and_wait(topic, v, partition=k % partitions)
+    finally:
+        await p.stop()
+
+
+async def collect(bootstrap: str, topics: list[str], done: Callable[[dict[str, list[Any]]], bool],
+                  timeout: float = 60.0) -> dict[str, list[Any]]:
+    c = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await c.start()
+    got: dict[str, list[Any]] = {t: [] for t in topics}
+    try:
+        async with asyncio.timeout(timeout):
+            while not done(got):
+                for tp, msgs in (await c.getmany(timeout_ms=300)).items():
+                    got[tp.topic] += [json.loads(m.value) for m in msgs]
+    except TimeoutError:
+        pass
+    finally:
+        await c.stop()
+    return got
