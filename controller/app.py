@@ -30,6 +30,7 @@ from schemas import (
 )
 
 from . import demand_window as dw
+from . import faust_tuning
 from .audit import AuditRunner
 from .metrics import Metrics
 from .planner import Planner, new_planner_state
@@ -57,6 +58,7 @@ class Controller:
         self.planner = Planner(self.catalog, s)
         self.metrics = Metrics()
         self.audits = AuditRunner(s.audit_time_limit_s)
+        faust_tuning.install(s.fetch_wait_ms)
         self.last_seen: dict[int, float] = {}
         self.app = app = faust.App(
             s.consumer_group, broker=_bootstrap(s), store="memory://", autodiscover=False,

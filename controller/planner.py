@@ -16,7 +16,9 @@ changelog-backed table by the faust app) and returns the messages to publish. Ru
 """
 from __future__ import annotations
 
+import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,13 @@ from . import drift
 from .settings import Settings
 
 log = structlog.get_logger()
+TOKEN_BUCKET = 1.05  # token means are rounded UP to powers of this (conservative, cacheable)
+
+
+def bucket_tokens(n: float) -> float:
+    """Round a mean token count up to the next 5 % log bucket: longer requests are slower,
+    so the plan stays safe, and stable traffic maps to the same compiled instance."""
+    return float(round(TOKEN_BUCKET ** math.ceil(math.log(max(n, 1.0)) / math.log(TOKEN_BUCKET) - 1e-9), 3))
 
 
 def new_planner_state() -> dict[str, Any]:
@@ -51,10 +60,33 @@ class Decision:
 
 
 class Planner:
-    def __init__(self, catalog: Catalog, settings: Settings, improve_threshold: float = 0.05) -> None:
+    def __init__(self, catalog: Catalog, settings: Settings, improve_threshold: float = 0.05,
+                 cache_size: int = 32) -> None:
         self.catalog = catalog
         self.s = settings
         self.improve_threshold = improve_threshold
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache_size = cache_size
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    def compiled(self, spec: dict[str, Any]) -> Any:
+        """CompiledInstance of `spec`, reused across windows whose token buckets agree
+        (nothing compiled depends on arrival rates, which are swapped in afterwards)."""
+        key_doc = {k: v for k, v in spec.items() if k not in ("name", "query_types")}
+        key_doc["q"] = [{k: v for k, v in q.items() if k != "arrival_rate"} for q in spec["query_types"]]
+        key = repr(key_doc)
+        ci = self._cache.get(key)
+        if ci is None:
+            self.cache_misses += 1
+            ci = compile_instance(spec)
+            self._cache[key] = ci
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self.cache_hits += 1
+            self._cache.move_to_end(key)
+        return ci.with_demand(np.array([q["arrival_rate"] for q in spec["query_types"]], dtype=np.float64))
 
     # ---- instance of one window -------------------------------------------------------------
     def instance_for(self, window: DemandWindow) -> Instance:
@@ -65,8 +97,8 @@ class Planner:
                 continue
             row: dict[str, float] = {"arrival_rate": d.arrival_rate}
             if d.count > 0:
-                row["input_tokens"] = max(1.0, d.input_tokens_mean)
-                row["output_tokens"] = max(1.0, d.output_tokens_mean)
+                row["input_tokens"] = bucket_tokens(d.input_tokens_mean)
+                row["output_tokens"] = bucket_tokens(d.output_tokens_mean)
             demand[d.query_type] = row
         for q in known:  # no demand in the window: nothing to serve, so nothing is required
             if demand.setdefault(q, {"arrival_rate": 0.0})["arrival_rate"] == 0.0:
@@ -80,7 +112,7 @@ class Planner:
         out = Decision()
         inst = self.instance_for(window)
         spec = inst.to_spec()
-        ci = compile_instance(spec)
+        ci = self.compiled(spec)
         rates = {q: float(r) for q, r in zip(ci.qt_ids, ci.lam)}
         out.drift = drift.detect(state["detectors"], rates, state["plan_demand"],
                                  threshold=self.s.drift_threshold, delta=self.s.drift_ph_delta,

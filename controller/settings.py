@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     enable_idempotence: bool = Field(default=False, description="needs a broker with InitProducerId")
     transactional_id: str | None = None
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="consumer long-poll wait")
     # web / metrics
     web_port: int = Field(default=6066, ge=0, le=65535)
     log_level: str = "INFO"
