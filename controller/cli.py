@@ -39,6 +39,26 @@ def broker(port: int, host: str) -> None:
         b.stop()
 
 
+@main.command()
+@click.option("--embedded/--no-embedded", default=False,
+              help="start an embedded broker when LLMFLEET_BOOTSTRAP_SERVERS is not set")
+@click.option("--faust-loglevel", default="warning", show_default=True)
+def worker(embedded: bool, faust_loglevel: str) -> None:
+    """Run a controller worker (settings from LLMFLEET_* environment variables)."""
+    from .settings import Settings
+    from .worker import run_worker
+
+    s = Settings()
+    if s.bootstrap_servers or not embedded:
+        run_worker(s, loglevel=faust_loglevel)
+        return
+    from .broker import EmbeddedBroker
+
+    with EmbeddedBroker() as b:
+        click.echo(f"embedded broker: {b.bootstrap_servers}", err=True)
+        run_worker(s.model_copy(update={"bootstrap_servers": b.bootstrap_servers}), loglevel=faust_loglevel)
+
+
 @main.group()
 def schemas() -> None:
     """JSON Schemas of every message type (the contract for routers in other languages)."""

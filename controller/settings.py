@@ -26,6 +26,7 @@ class Topics(BaseSettings):
     dlq: str = "llmfleet.dlq"
     trace: str = "llmfleet.trace"
     windows: str = "llmfleet.windows"  # internal: per-partition window partials -> planner
+    requests: str = "llmfleet.requests"  # incoming requests before routing (replay -> router)
 
 
 class Settings(BaseSettings):

@@ -28,6 +28,7 @@ def topic_plan(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         t.audits: (1, {}),
         t.dlq: (1, {}),
         t.trace: (1, {}),
+        t.requests: (s.telemetry_partitions, {}),
     }
 
 
