@@ -144,6 +144,6 @@ def _trim_to_capacity(ci: CompiledInstance, replicas: IntArray, x: FloatArray) -
     scale = np.where(load > cap, cap / np.maximum(load, 1e-300), 1.0)
     x = x * scale[ci.route_cand]
     served = np.bincount(ci.route_qt, weights=x, minlength=ci.n_qt)
-    over = np.where(served > 1.0, 1.0 / served, 1.0)
+    over = np.divide(1.0, served, out=np.ones_like(served), where=served > 1.0)
     x = x * over[ci.route_qt]
     return np.where(replicas[ci.route_cand] > 0, x, 0.0)
