@@ -104,3 +104,19 @@ def test_audit_request_roundtrip(catalog) -> None:
     d = pl.on_window(new_planner_state(), _window(0, {"code": 1, "conversation": 1}))
     req = d.audits[0]
     assert AuditRequest.model_validate_json(req.model_dump_json()) == req
+
+
+def test_gate_route_parameters_for_shared_pools(catalog) -> None:
+    w = _window(0, {"code": 20, "conversation": 40})
+    ev = _planner(catalog).on_window(new_planner_state(), w).events[0]
+    shared = {d for d in {r.deployment for r in ev.plan.routes}
+              if sum(r.deployment == d and r.fraction > 1e-9 for r in ev.plan.routes) > 1}
+    assert set(ev.gate_route or {}) == shared
+    for did, params in (ev.gate_route or {}).items():
+        rep = next(d.replicas for d in ev.plan.deployments if d.id == did)
+        assert params["mixed_replicas"] + params["solo_replicas"] == rep
+        assert set(params["classes"]) <= {"code", "conversation"}
+    off = _planner(catalog, gate_route="off").on_window(new_planner_state(), w).events[0]
+    assert off.gate_route is None
+    forced = _planner(catalog, gate_route="on").on_window(new_planner_state(), w).events[0]
+    assert set(forced.gate_route or {}) == {d.id for d in forced.plan.deployments}
