@@ -50,6 +50,13 @@ class RoutePerf:
     batch: int             # b*: concurrent requests per replica
     max_latency_s: float
     max_ttft_s: float      # inf when unbounded
+    curve: tuple[float, ...] | None = None  # latency L(b) for b = 1..batch (continuous batching)
+
+    def latency_at(self, b: int) -> float:
+        """Latency with b requests in flight on the replica (L(b*) when no curve is known)."""
+        if not self.curve:
+            return self.latency_s
+        return self.curve[min(max(b, 1), len(self.curve)) - 1]
 
 
 class PerfTable:
@@ -63,10 +70,11 @@ class PerfTable:
         routes = {}
         for r in range(ci.n_routes):
             i = int(ci.route_qt[r])
+            b = int(ci.batch[r])
             routes[(ci.qt_ids[i], cand_key(ci, int(ci.route_cand[r])))] = RoutePerf(
                 mu=float(ci.mu[r]), latency_s=float(ci.latency[r]), ttft_s=float(ci.ttft[r]),
-                batch=int(ci.batch[r]), max_latency_s=float(ci.max_latency[i]),
-                max_ttft_s=float(ci.max_ttft[i]))
+                batch=b, max_latency_s=float(ci.max_latency[i]), max_ttft_s=float(ci.max_ttft[i]),
+                curve=tuple(float(v) for v in ci.latency_curve(r, np.arange(1, b + 1))))
         return cls(routes)
 
     @classmethod
@@ -199,10 +207,15 @@ class FleetSimulator:
         start = pool.start_time(t, share)
         if start is None or (self.max_wait_s is not None and start - t > self.max_wait_s):
             return self._emit(rec, qt, deployment, "rejected", None, None)
-        service = perf.latency_s
+        # continuous batching: a request starting while the replicas hold b requests each runs
+        # at L(b) <= L(b*); at the planned operating point this is exactly the spec's L
+        ready = max(pool.capacity(start), 1)
+        b_now = math.ceil((pool.occupancy + share) / ready * perf.batch - 1e-9)
+        mean = perf.latency_at(b_now)
+        service = mean
         if self.service_cv > 0:
             k = 1.0 / self.service_cv ** 2
-            service = float(self._rng.gamma(k, perf.latency_s / k))
+            service = float(self._rng.gamma(k, mean / k))
         pool.occupy(start + service, share)
         wait = start - t
         latency, ttft = service + wait, perf.ttft_s + wait

@@ -6,6 +6,14 @@ deployment's traffic-weighted mean prompt/output lengths, and the bundled fluid 
 solvers.gate_route.gate_route_plan) turns the classes' arrival rates into admission and
 routing targets. Patience is a product default (several times the latency SLO), since the
 allocation model carries none.
+
+The allocation plan is authoritative on *how much* of each class a pool serves (its route
+fractions already leave out what goes unserved, and its replicas are sized by the spec's
+service rates). The fluid LP, with its own iteration-time view of capacity, would shed some
+of that traffic; shedding twice would reject requests the fleet was sized for (measured:
+about 45 % of conversation traffic in the quickstart). So the published admit_probability
+is 1, the LP's value is kept as fluid_admit_probability, and the router applies the LP's
+prefill targets, mixed/solo split and decode placement.
 """
 from __future__ import annotations
 
@@ -60,5 +68,8 @@ def gate_route_for_plan(catalog: Catalog, ci: CompiledInstance, result: SolveRes
             log.warning("gate_route.skipped", deployment=did, error=str(exc))
             continue
         if params.get("status") == "optimal":
+            for c in params["classes"].values():
+                c["fluid_admit_probability"] = c.get("admit_probability")
+                c["admit_probability"] = 1.0
             out[did] = params
     return out

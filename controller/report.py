@@ -75,10 +75,11 @@ def write_report(out_dir: str | Path, catalog: Catalog, windows: Sequence[Demand
             ax.fill_between(x, bottom, bottom + rate, step="pre", alpha=0.6, label=f"demand: {q}")
             bottom += rate
         caps = []
-        for w in windows:
-            e = plan_at(w.window_end)
+        for w in windows:  # the plan in force DURING the window: published before it started
+            e = plan_at(w.window_start)
             caps.append(plan_capacity(catalog, e) if e is not None and not e.degraded else np.nan)
-        ax.step(x, caps, where="pre", color="black", lw=2, label="capacity of the plan in force")
+        ax.step(x, caps, where="pre", color="black", lw=2,
+                label="capacity of the plan in force during the window")
         ax.set_ylabel("requests / s")
         ax.set_title("Demand per query type vs planned capacity")
         ax.legend(fontsize=8, loc="upper left")

@@ -72,6 +72,7 @@ class CompiledInstance:
     gpu_count: FloatArray        # inf where unlimited
     budget: float
     max_utilization: float
+    latency_coef: FloatArray = field(repr=False)  # [r, 7]: (k0..k4, T_pre, f) of L(b), see latency_curve
     diagnostics: tuple[QueryDiagnostics, ...] = field(repr=False)
     qt_route_start: IntArray = field(repr=False)  # routes of qt i are [start[i], start[i+1])
 
@@ -106,6 +107,12 @@ class CompiledInstance:
         if arr.shape != self.lam.shape or not np.all(np.isfinite(arr)) or np.any(arr < 0):
             raise ValueError("demand must be a finite, non-negative vector, one rate per query type")
         return replace(self, lam=arr)
+
+    def latency_curve(self, r: int, b: FloatArray | float) -> FloatArray:
+        """L(b) of route r at batch sizes b (continuous batching below the operating point)."""
+        coef = tuple(self.latency_coef[[r], k] for k in range(7))
+        bb = np.atleast_1d(np.asarray(b, dtype=np.float64))[None, :]
+        return _latency(bb, np.array([0]), coef)[0]
 
     def describe_cand(self, d: int) -> str:
         return (f"{self.model_ids[self.cand_model[d]]}@{self.gpu_ids[self.cand_gpu[d]]}/"
@@ -272,6 +279,7 @@ def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
         ttft=t_pre[keep], error=error_r[keep], batch=best_b[keep],
         gpu_price=price_t, gpu_count=count_t, budget=float(inst["budget_per_hour"]),
         max_utilization=float(c["max_utilization"]), diagnostics=tuple(diags),
+        latency_coef=np.stack([a[keep] for a in coef], axis=1),
         qt_route_start=start,
     )
     _assert_finite(ci)
