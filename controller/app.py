@@ -197,6 +197,9 @@ class Controller:
             state = self.planner_table.get(s.fleet_id) or new_planner_state()
             if state["epoch"] == 0:
                 state["epoch"] = max(state["epoch"], await self._last_published_epoch())
+                if state["epoch"] == 0 and state["plan"] is None:  # routers get a plan at once
+                    await self._publish(await loop.run_in_executor(
+                        None, self.planner.on_startup, state, s.fleet_id, time.time()))
             try:
                 msg = json.loads(event.value)
             except ValueError:
@@ -274,16 +277,19 @@ class Controller:
         try:
             tp = TopicPartition(topic, 0)
             c.assign([tp])
-            end = (await c.end_offsets([tp]))[tp]
-            if end > 0:
-                c.seek(tp, max(0, end - 20))
-                recs = await c.getmany(tp, timeout_ms=2000)
-                for m in recs.get(tp, []):
+            await c.seek_to_beginning(tp)
+            # read to exhaustion: the embedded broker's ListOffsets(latest) can under-report the
+            # end offset, and the allocations topic is small (one message per plan change)
+            while True:
+                recs = await c.getmany(tp, timeout_ms=500, max_records=1000)
+                if not recs.get(tp):
+                    break
+                for m in recs[tp]:
                     try:
                         ev = json.loads(m.value)
                         if ev.get("fleet_id") == self.s.fleet_id:
                             best = max(best, int(ev.get("epoch", 0)))
-                    except ValueError:
+                    except (ValueError, TypeError, AttributeError):
                         pass
         finally:
             await c.stop()

@@ -59,6 +59,37 @@ def worker(embedded: bool, faust_loglevel: str) -> None:
         run_worker(s.model_copy(update={"bootstrap_servers": b.bootstrap_servers}), loglevel=faust_loglevel)
 
 
+@main.command()
+@click.option("--short", is_flag=True, help="a smaller run, under two minutes (what CI runs)")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("llmfleet-report"), show_default=True)
+@click.option("--scale", type=float, default=None, help="arrival-rate multiplier on the traces")
+@click.option("--pace", type=float, default=None, help="wall time runs this many times faster")
+@click.option("--minutes", type=float, default=None, help="event-time minutes of trace to replay")
+@click.option("--live/--no-live", default=None, help="live terminal view (default: on a TTY)")
+def quickstart(short: bool, report_dir: Path, scale: float | None, pace: float | None,
+               minutes: float | None, live: bool | None) -> None:
+    """Run the whole loop on an embedded broker: replay, plan, publish, route, simulate, report."""
+    import asyncio
+
+    from rich.console import Console
+
+    from .quickstart import RunConfig, run
+
+    cfg = RunConfig.short(report_dir) if short else RunConfig(report_dir=report_dir)
+    for name, value in (("scale", scale), ("pace", pace), ("minutes", minutes), ("live", live)):
+        if value is not None:
+            setattr(cfg, name, value)
+    try:
+        code = asyncio.run(run(cfg, Console()))
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # the message a newcomer sees; the trace goes to the log
+        click.echo(f"quickstart failed: {exc}", err=True)
+        code = 1
+    sys.exit(code)
+
+
 @main.group()
 def schemas() -> None:
     """JSON Schemas of every message type (the contract for routers in other languages)."""
@@ -74,11 +105,15 @@ def schemas_export(directory: Path) -> None:
         click.echo(str(p))
 
 
+from .replay_command import replay  # noqa: E402
+from .router_command import router  # noqa: E402
 from .solve_commands import check, instance, solve  # noqa: E402
 
 main.add_command(solve)
 main.add_command(check)
 main.add_command(instance)
+main.add_command(replay)
+main.add_command(router)
 
 
 if __name__ == "__main__":

@@ -108,15 +108,17 @@ class Planner:
 
     # ---- decisions ----------------------------------------------------------------------------
     def on_window(self, state: dict[str, Any], window: DemandWindow,
-                  closed_at: float | None = None) -> Decision:
+                  closed_at: float | None = None, *, instance: Instance | None = None,
+                  startup: bool = False) -> Decision:
         out = Decision()
-        inst = self.instance_for(window)
+        inst = instance or self.instance_for(window)
         spec = inst.to_spec()
         ci = self.compiled(spec)
         rates = {q: float(r) for q, r in zip(ci.qt_ids, ci.lam)}
-        out.drift = drift.detect(state["detectors"], rates, state["plan_demand"],
-                                 threshold=self.s.drift_threshold, delta=self.s.drift_ph_delta,
-                                 lam=self.s.drift_ph_lambda, method=self.s.drift_method)
+        if not startup:
+            out.drift = drift.detect(state["detectors"], rates, state["plan_demand"],
+                                     threshold=self.s.drift_threshold, delta=self.s.drift_ph_delta,
+                                     lam=self.s.drift_ph_lambda, method=self.s.drift_method)
         in_force = state["plan"]
         in_force_ok, in_force_cost = False, None
         if in_force is not None:
@@ -163,11 +165,11 @@ class Planner:
             status=result.status.value, plan=Plan.model_validate(to_plan(ci, result)),
             cost_per_hour=report.cost_per_hour, gpu_cost_per_hour=report.gpu_cost_per_hour,
             switch_cost=float(result.stats.get("switch_cost", 0.0)), degraded=degraded,
-            explanation=explanation, demand=rates, window_end=window.window_end,
+            explanation=explanation, demand=rates, window_end=None if startup else window.window_end,
             created_at=time.time(), solve_seconds=result.seconds,
             gate_route=self._gate_route(ci, result) if not degraded else None,
             window_closed_at=closed_at)
-        self._adopt(state, event, window.window_end)
+        self._adopt(state, event, None if startup else window.window_end)
         out.events.append(event)
         if self.s.audit_enabled and event.method == "agh" and not degraded:
             out.audits.append(AuditRequest(
@@ -175,6 +177,17 @@ class Planner:
                 method=self.s.audit_method, time_limit_s=self.s.audit_time_limit_s,
                 created_at=time.time()))
         return out
+
+    def on_startup(self, state: dict[str, Any], fleet_id: str, now: float) -> Decision:
+        """A first plan from the catalog's default demand, so routers have one before the first
+        window closes (the first real window then re-plans on drift if demand differs)."""
+        if state["plan"] is not None or state["epoch"] > 0:
+            return Decision()
+        defaults = DemandWindow(fleet_id=fleet_id, window_start=max(0.0, now - 1.0), window_end=now,
+                                records=0, demand=[])
+        demand = {q.id: {"arrival_rate": q.arrival_rate} for q in self.catalog.query_types}
+        inst = self.catalog.to_instance(demand, name=f"{fleet_id}@startup", budget_per_hour=self.s.budget_per_hour)
+        return self.on_window(state, defaults, None, instance=inst, startup=True)
 
     def on_audit(self, state: dict[str, Any], report: AuditReport, instance: Instance | None = None) -> Decision:
         """Adopt an audited plan when it is cheaper by more than the threshold."""
@@ -196,7 +209,7 @@ class Planner:
         return out
 
     @staticmethod
-    def _adopt(state: dict[str, Any], event: AllocationEvent, at: float) -> None:
+    def _adopt(state: dict[str, Any], event: AllocationEvent, at: float | None) -> None:
         state["epoch"] = event.epoch
         state["plan"] = event.plan.to_spec()
         state["plan_cost"] = event.cost_per_hour

@@ -120,3 +120,15 @@ def test_gate_route_parameters_for_shared_pools(catalog) -> None:
     assert off.gate_route is None
     forced = _planner(catalog, gate_route="on").on_window(new_planner_state(), w).events[0]
     assert set(forced.gate_route or {}) == {d.id for d in forced.plan.deployments}
+
+
+def test_startup_plan_from_catalog_defaults(catalog) -> None:
+    pl = _planner(catalog)
+    st = new_planner_state()
+    (ev,) = pl.on_startup(st, "f", now=1_700_000_000.0).events
+    assert ev.trigger == "startup" and ev.epoch == 1 and ev.window_end is None and not ev.degraded
+    assert ev.demand == {q.id: q.arrival_rate for q in catalog.query_types}
+    assert st["plan_at"] is None, "the dwell time starts with the first real window"
+    assert pl.on_startup(st, "f", now=1_700_000_001.0).events == [], "only once"
+    d = pl.on_window(st, _window(0, {"code": 30, "conversation": 60}))
+    assert d.events and d.events[0].trigger == "drift" and d.events[0].epoch == 2

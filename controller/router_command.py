@@ -1,0 +1,69 @@
+"""`llmfleet router`: the reference router and the fleet simulator as one long-running process.
+
+Requests (replayed traces or a load generator) arrive on `topics.requests`; each is routed
+by the newest allocation event and served by the simulated fleet, whose observed telemetry
+goes to `topics.telemetry`, closing the loop for the controller.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import click
+import structlog
+
+log = structlog.get_logger()
+
+
+async def serve(cold_start_s: float, seed: int) -> None:
+    from schemas import load_catalog
+
+    from .fleet_sim import FleetSimulator, PerfTable
+    from .loop_service import ClosedLoop, LoopService
+    from .router import Router
+    from .router_service import RouterService
+    from .settings import Settings
+    from .topic_admin import ensure_topics
+
+    s = Settings()
+    if not s.bootstrap_servers:
+        raise click.UsageError("the router needs a running Kafka: set LLMFLEET_BOOTSTRAP_SERVERS "
+                               "(start one with `llmfleet broker`)")
+    await ensure_topics(s, s.bootstrap_servers)
+    catalog = load_catalog(s.catalog_path)
+    sim = FleetSimulator(PerfTable.from_instance(catalog.to_instance().to_spec()),
+                         cold_start_s=cold_start_s, seed=seed, window_s=s.window_s)
+    router = Router(fleet_id=s.fleet_id, seed=seed)
+    service = LoopService(s.bootstrap_servers, ClosedLoop(router, sim, fleet_id=s.fleet_id),
+                          s.topics.requests, s.topics.telemetry, group_id=f"{s.consumer_group}-router",
+                          router_service=RouterService(s.bootstrap_servers, router, topic=s.topics.allocations))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    log.info("router.started", requests=s.topics.requests, telemetry=s.topics.telemetry,
+             allocations=s.topics.allocations)
+    try:
+        while not stop.is_set():
+            await _tick(stop, service)
+    finally:
+        await service.stop()
+        log.info("router.stopped", **{k: v for k, v in service.metrics().items() if k != "sim"})
+
+
+async def _tick(stop: asyncio.Event, service: object) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=30.0)
+    except asyncio.TimeoutError:
+        log.info("router.metrics", **{k: v for k, v in service.metrics().items()  # type: ignore[attr-defined]
+                                      if k in ("processed", "published_records", "epoch_applied")})
+
+
+@click.command()
+@click.option("--cold-start", "cold_start_s", type=float, default=60.0, show_default=True,
+              help="seconds before a newly added replica serves")
+@click.option("--seed", type=int, default=0, show_default=True)
+def router(cold_start_s: float, seed: int) -> None:
+    """Run the reference router + fleet simulator (settings from LLMFLEET_* variables)."""
+    asyncio.run(serve(cold_start_s, seed))
