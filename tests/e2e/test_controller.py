@@ -93,3 +93,18 @@ async def test_restarted_worker_recovers_open_windows(cluster: Cluster) -> None:
     assert [d["records"] for d in got[t.demand][:3]] == [200, 200, 200], cluster.logs()
     epochs = [e["epoch"] for e in got[t.allocations]]
     assert epochs == sorted(set(epochs)), "no epoch published twice across the restart"
+
+
+async def test_observe_only_publishes_to_the_shadow_topic(broker: str, tmp_path: Path) -> None:
+    c = Cluster(broker, tmp_path, LLMFLEET_OBSERVE_ONLY="true")
+    t = c.topics
+    try:
+        await produce(broker, t.telemetry, batch(T0, 25, {"code": 5, "conversation": 5}))
+        c.start_worker()
+        got = await collect(broker, [t.shadow_allocations, t.demand],
+                            lambda g: len(g[t.demand]) >= 2 and len(g[t.shadow_allocations]) >= 1, timeout=60)
+        assert got[t.shadow_allocations], c.logs()
+        live = await collect(broker, [t.allocations], lambda g: False, timeout=2)
+        assert live[t.allocations] == [], "observe-only never touches the live allocation topic"
+    finally:
+        c.close()
