@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
+import ctypes
 import multiprocessing as mp
+import signal
+import sys
 import time
 
 import structlog
@@ -21,6 +25,14 @@ log = structlog.get_logger()
 _STARTUP_S = 3.0  # process spawn + imports
 
 
+def _die_with_parent() -> None:
+    """Runs in each audit process: the kernel kills it when the worker that spawned it dies,
+    so a crashed or SIGKILLed controller leaves no solver behind."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class AuditRunner:
     def __init__(self, default_limit_s: float) -> None:
         self.default_limit_s = default_limit_s
@@ -28,7 +40,8 @@ class AuditRunner:
 
     def _executor(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+            self._pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
+                                                initializer=_die_with_parent)
         return self._pool
 
     def _kill(self) -> None:
