@@ -11,8 +11,10 @@ import concurrent.futures as cf
 import contextlib
 import ctypes
 import multiprocessing as mp
+import os
 import signal
 import sys
+import threading
 import time
 
 import structlog
@@ -25,12 +27,24 @@ log = structlog.get_logger()
 _STARTUP_S = 3.0  # process spawn + imports
 
 
-def _die_with_parent() -> None:
-    """Runs in each audit process: the kernel kills it when the worker that spawned it dies,
-    so a crashed or SIGKILLed controller leaves no solver behind."""
+def _die_with_parent(parent: int) -> None:
+    """Runs in each audit process, so a crashed or SIGKILLed controller leaves no solver behind:
+    exit at once if the worker `parent` is already gone (it died while this process started),
+    else the kernel's parent-death signal, plus a watchdog thread for re-parenting."""
+    if os.getppid() != parent:
+        os._exit(1)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # died between the check and the prctl
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 class AuditRunner:
@@ -41,7 +55,7 @@ class AuditRunner:
     def _executor(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"),
-                                                initializer=_die_with_parent)
+                                                initializer=_die_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def _kill(self) -> None:
