@@ -84,7 +84,8 @@ def main() -> None:
                             statistics.median(r["seconds"] for r in sel),
                             statistics.median([r["gap"] for r in sel if r["gap"] is not None] or [float("nan")])])
     summary.sort()
-    body = (f"## Exact solvers\n\n`python scripts/bench_exact.py --time-limit {args.time_limit:g}` on {machine()}; "
+    cp = f" --cpsat-time-limit {args.cpsat_time_limit:g}" if args.cpsat_time_limit else ""
+    body = (f"## Exact solvers\n\n`python scripts/bench_exact.py --time-limit {args.time_limit:g}{cp}` on {machine()}; "
             f"generated instances (catalog-based, load {args.load:g}), seeds {args.seeds}. Full rows: "
             f"`docs/figures/bench_exact.csv`.\n\n"
             + md_table(["I x J x K", "solver", "proven optimal", "runs", "median s", "median gap"],
