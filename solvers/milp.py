@@ -73,6 +73,8 @@ def solve_formulation(f: Formulation, *, integral: bool = True, backend: str = "
         raise RuntimeError(f"OR-Tools backend {backend!r} is not available in this build")
     solver.set_time_limit_in_seconds(float(time_limit_s))
     solver.enable_output(False)
+    if backend == "highs" and integral and "log_to_console" not in params:
+        params = "log_to_console = false\n" + params  # the banner otherwise goes to stdout
     if params:
         solver.set_solver_specific_parameters(params)
     with quiet_native_stdout():
@@ -118,9 +120,9 @@ def solve_milp(ci: CompiledInstance, *, time_limit_s: float = 60.0, backend: str
     if hint is not None and _feasible(f, hint) and (v is None or f.c @ hint + f.offset < obj - 1e-9):
         v, status = hint, (Status.FEASIBLE if status != Status.OPTIMAL else status)
         stats["incumbent"] = "warm_start"
-    if v is None:
+    if v is None:  # a bound of 0 before any solution is HiGHS saying "no bound yet"
         return failure(ci, status, "milp", seconds=secs,
-                       bound=bound if math.isfinite(bound) else None, **stats)
+                       bound=bound if math.isfinite(bound) and bound > 0 else None, **stats)
     replicas = np.rint(v[f.r]).astype(np.int64)
     x = np.clip(v[f.x], 0.0, 1.0)
     x = _trim_to_capacity(ci, replicas, x)

@@ -46,7 +46,20 @@ class Report:
         return f"{head}: cost ${self.cost_per_hour:,.4f}/h (GPUs ${self.gpu_cost_per_hour:,.4f}/h, {self.gpus} GPUs)"
 
 
-def _evaluate(ci: CompiledInstance, names: list[str], dep_gpu: IntArray, dep_ngpu: IntArray,
+class _CandidateNames:
+    """Deployment names for messages, built only for the few that violate something."""
+
+    def __init__(self, ci: CompiledInstance) -> None:
+        self.ci = ci
+
+    def __getitem__(self, d: int) -> str:
+        return self.ci.describe_cand(int(d))
+
+    def __len__(self) -> int:
+        return self.ci.n_cand
+
+
+def _evaluate(ci: CompiledInstance, names: "list[str] | _CandidateNames", dep_gpu: IntArray, dep_ngpu: IntArray,
               dep_rep: IntArray, rt_qt: IntArray, rt_dep: IntArray, rt_route: IntArray,
               rt_x: FloatArray, pre: list[Violation]) -> Report:
     viol = list(pre)
@@ -119,8 +132,7 @@ def check_result(ci: CompiledInstance, result: SolveResult) -> Report:
         pre.append(Violation("capacity", ci.describe_cand(int(ci.route_cand[r])), float(x[r]), 0.0,
                              f"route {ci.qt_ids[ci.route_qt[r]]} -> {ci.describe_cand(int(ci.route_cand[r]))}"
                              " carries traffic but the deployment has no replicas"))
-    names = [ci.describe_cand(d) for d in range(ci.n_cand)]
-    return _evaluate(ci, names, ci.cand_gpu, ci.cand_ngpu, np.maximum(rep, 0), ci.route_qt,
+    return _evaluate(ci, _CandidateNames(ci), ci.cand_gpu, ci.cand_ngpu, np.maximum(rep, 0), ci.route_qt,
                      ci.route_cand, np.arange(ci.n_routes), np.maximum(x, 0.0), pre)
 
 
