@@ -67,7 +67,7 @@ class Controller:
             consumer_auto_offset_reset="earliest", web_enabled=s.web_port > 0,
             web_port=s.web_port or 6066, web_bind="127.0.0.1",
             producer_max_request_size=s.max_message_bytes,
-            processing_guarantee="exactly_once" if s.transactional_id else "at_least_once",
+            processing_guarantee="exactly_once" if s.enable_idempotence else "at_least_once",
             table_cleanup_interval=3600.0,
         )
         t = s.topics

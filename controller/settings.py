@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     audit_adopt_threshold: float = Field(default=0.02, ge=0, description="adopt when cheaper by this")
     audit_adopt: bool = True
     # delivery
-    enable_idempotence: bool = Field(default=False, description="needs a broker with InitProducerId")
-    transactional_id: str | None = None
+    enable_idempotence: bool = Field(
+        default=False, description="faust exactly-once: transactional, idempotent producers "
+                                   "(real Kafka; the embedded broker has no InitProducerId)")
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="consumer long-poll wait")
     # web / metrics
@@ -83,6 +84,4 @@ class Settings(BaseSettings):
                              f"window_s ({self.window_s})")
         if self.grace_s >= self.window_s * 10:
             raise ValueError("grace_s must be less than ten windows")
-        if self.transactional_id and not self.enable_idempotence:
-            raise ValueError("transactional_id requires enable_idempotence=true")
         return self
