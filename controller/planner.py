@@ -3,7 +3,9 @@
 Pure of Kafka: `Planner.on_window(state, window)` takes the planner's JSON state (kept in a
 changelog-backed table by the faust app) and returns the messages to publish. Rules:
 
-* GH runs on every window close. Its plan is published when there is no plan in force,
+* GH runs on every window close, as a repair of the plan in force (its replicas kept, idle
+  ones trimmed), so plans change by adding and removing replicas rather than swapping
+  deployments whose new replicas would start cold. Its plan is published when there is no plan in force,
   when the plan in force is infeasible for the new demand, or when GH is cheaper than the
   plan in force by more than `improve_threshold` (after the minimum dwell time).
 * Drift (drift.py) triggers AGH, warm-started from the plan in force with the switch cost
@@ -45,7 +47,7 @@ def bucket_tokens(n: float) -> float:
 def new_planner_state() -> dict[str, Any]:
     return {"epoch": 0, "plan": None, "plan_cost": None, "plan_demand": None, "plan_at": None,
             "method": None, "detectors": {}, "wm": {}, "pending": {}, "late_extra": 0,
-            "closed_upto": None, "windows_closed": 0}
+            "closed_upto": None, "windows_closed": 0, "recent_rates": []}
 
 
 @dataclass
@@ -89,18 +91,26 @@ class Planner:
         return ci.with_demand(np.array([q["arrival_rate"] for q in spec["query_types"]], dtype=np.float64))
 
     # ---- instance of one window -------------------------------------------------------------
-    def instance_for(self, window: DemandWindow) -> Instance:
+    def instance_for(self, window: DemandWindow, recent: list[dict[str, float]] | None = None) -> Instance:
+        """The instance planned for a window; with `recent` (earlier windows' rates, newest last)
+        each query type is planned at its peak over the last `demand_hold_windows` windows."""
         demand: dict[str, dict[str, float]] = {}
         known = {q.id for q in self.catalog.query_types}
+        held = recent[-(self.s.demand_hold_windows - 1):] if recent and self.s.demand_hold_windows > 1 else []
         for d in window.demand:
             if d.query_type not in known:
                 continue
-            row: dict[str, float] = {"arrival_rate": d.arrival_rate}
+            peak = max([d.arrival_rate] + [r.get(d.query_type, 0.0) for r in held])
+            row: dict[str, float] = {"arrival_rate": peak}
             if d.count > 0:
                 row["input_tokens"] = bucket_tokens(d.input_tokens_mean)
                 row["output_tokens"] = bucket_tokens(d.output_tokens_mean)
             demand[d.query_type] = row
-        for q in known:  # no demand in the window: nothing to serve, so nothing is required
+        for q in known - set(demand):
+            peak = max([r.get(q, 0.0) for r in held], default=0.0)
+            if peak > 0:
+                demand[q] = {"arrival_rate": peak}
+        for q in known:  # no demand: nothing to serve, so nothing is required
             if demand.setdefault(q, {"arrival_rate": 0.0})["arrival_rate"] == 0.0:
                 demand[q]["max_unserved"] = 1.0
         return self.catalog.to_instance(demand, name=f"{window.fleet_id}@{window.window_end:.0f}",
@@ -111,7 +121,11 @@ class Planner:
                   closed_at: float | None = None, *, instance: Instance | None = None,
                   startup: bool = False) -> Decision:
         out = Decision()
-        inst = instance or self.instance_for(window)
+        recent = state.setdefault("recent_rates", [])
+        inst = instance or self.instance_for(window, recent)
+        if not startup:
+            recent.append({d.query_type: d.arrival_rate for d in window.demand})
+            del recent[:-max(1, self.s.demand_hold_windows)]
         spec = inst.to_spec()
         ci = self.compiled(spec)
         rates = {q: float(r) for q, r in zip(ci.qt_ids, ci.lam)}
@@ -126,7 +140,10 @@ class Planner:
             in_force_ok, in_force_cost = rep.feasible, rep.cost_per_hour
         dwell_ok = state["plan_at"] is None or window.window_end - state["plan_at"] >= self.s.min_dwell_s
 
-        gh = solve(ci, "gh")
+        # GH repairs the plan in force (its replicas kept as paid capacity, idle ones trimmed):
+        # a cold plan could replace whole deployments, and new replicas start cold
+        warm = from_plan(ci, in_force) if in_force is not None else None
+        gh = solve(ci, "gh", prev=warm) if warm is not None else solve(ci, "gh")
         out.solve_seconds["gh"] = gh.seconds
         gh_ok = gh.has_solution and check_result(ci, gh).feasible
         result, trigger = None, None
@@ -144,7 +161,6 @@ class Planner:
             return out
 
         if trigger in ("drift", "startup") or not gh_ok:
-            warm = from_plan(ci, in_force) if in_force is not None else None
             agh = solve(ci, "agh", deadline_s=self.s.agh_deadline_s, seed=state["epoch"],
                         warm_start=warm, prev_replicas=warm[0] if warm is not None else None,
                         switch_cost_per_gpu=self.s.switch_cost_per_gpu if warm is not None else 0.0)

@@ -41,6 +41,7 @@ class RunConfig:
     pace: float = 12.0           # wall time runs this much faster than event time
     minutes: float = 15.0        # event-time minutes of trace replayed
     window_s: float = 60.0
+    hold_windows: int = 5        # plan for the peak of the last 5 windows (bursty code traffic)
     report_dir: Path = Path("llmfleet-report")
     live: bool | None = None     # None: live view when stdout is a TTY
 
@@ -111,7 +112,11 @@ def _view(obs: Observed, replayed: int, loop_metrics: dict[str, Any]) -> Group:
                    f"{e.solve_seconds * 1e3:.1f}")
     gaps = [a.gap for a in obs.audits if a.gap is not None]
     sim = loop_metrics.get("sim", {}).get("outcomes", {}) if isinstance(loop_metrics.get("sim"), dict) else {}
-    status = (f"replayed {replayed:,} requests | simulated {sum(sim.values()):,} | "
+    sim_all = loop_metrics.get("sim", {}) if isinstance(loop_metrics.get("sim"), dict) else {}
+    outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(sim.items()))
+    if sim_all.get("unroutable"):
+        outcomes += f", unroutable {sim_all['unroutable']:,}"
+    status = (f"replayed {replayed:,} requests | simulated {sum(sim.values()):,} ({outcomes}) | "
               f"windows {len(obs.windows)} | epochs {len(obs.events)} | audits {len(obs.audits)}"
               + (f" (last gap {gaps[-1]:.2%})" if gaps else "") + f" | DLQ {obs.dlq} | "
               f"{time.monotonic() - obs.started:.0f}s")
@@ -159,13 +164,16 @@ async def run(cfg: RunConfig, console: Console) -> int:
     try:
         s = Settings(bootstrap_servers=broker.bootstrap_servers, window_s=cfg.window_s, grace_s=5.0,
                      min_dwell_s=2 * cfg.window_s, web_port=0, audit_time_limit_s=10.0,
+                     demand_hold_windows=cfg.hold_windows,
                      idle_s=max(0.5, cfg.window_s / cfg.pace / 2))
         await ensure_topics(s, broker.bootstrap_servers)
         with worker_log.open("wb") as fh:
             worker = subprocess.Popen([sys.executable, "-m", "controller.worker"], env=worker_env(s),
                                       stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         spec = catalog.to_instance().to_spec()
-        sim = FleetSimulator(PerfTable.from_instance(spec), cold_start_s=30.0, seed=0, window_s=cfg.window_s)
+        # clients give up after 10 s in the queue: without a timeout an early backlog never drains
+        sim = FleetSimulator(PerfTable.from_instance(spec), cold_start_s=30.0, seed=0, window_s=cfg.window_s,
+                             max_wait_s=10.0)
         router = Router(fleet_id=s.fleet_id, seed=0)
         loop = LoopService(s.bootstrap_servers, ClosedLoop(router, sim, fleet_id=s.fleet_id),
                            s.topics.requests, s.topics.telemetry,

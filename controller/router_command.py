@@ -15,7 +15,7 @@ import structlog
 log = structlog.get_logger()
 
 
-async def serve(cold_start_s: float, seed: int) -> None:
+async def serve(cold_start_s: float, seed: int, max_wait_s: float | None) -> None:
     from schemas import load_catalog
 
     from .fleet_sim import FleetSimulator, PerfTable
@@ -32,7 +32,7 @@ async def serve(cold_start_s: float, seed: int) -> None:
     await ensure_topics(s, s.bootstrap_servers)
     catalog = load_catalog(s.catalog_path)
     sim = FleetSimulator(PerfTable.from_instance(catalog.to_instance().to_spec()),
-                         cold_start_s=cold_start_s, seed=seed, window_s=s.window_s)
+                         cold_start_s=cold_start_s, seed=seed, window_s=s.window_s, max_wait_s=max_wait_s)
     router = Router(fleet_id=s.fleet_id, seed=seed)
     service = LoopService(s.bootstrap_servers, ClosedLoop(router, sim, fleet_id=s.fleet_id),
                           s.topics.requests, s.topics.telemetry, group_id=f"{s.consumer_group}-router",
@@ -64,6 +64,8 @@ async def _tick(stop: asyncio.Event, service: object) -> None:
 @click.option("--cold-start", "cold_start_s", type=float, default=60.0, show_default=True,
               help="seconds before a newly added replica serves")
 @click.option("--seed", type=int, default=0, show_default=True)
-def router(cold_start_s: float, seed: int) -> None:
+@click.option("--max-wait", "max_wait_s", type=float, default=10.0, show_default=True,
+              help="client timeout: requests queued longer are rejected (0: wait forever)")
+def router(cold_start_s: float, seed: int, max_wait_s: float) -> None:
     """Run the reference router + fleet simulator (settings from LLMFLEET_* variables)."""
-    asyncio.run(serve(cold_start_s, seed))
+    asyncio.run(serve(cold_start_s, seed, max_wait_s or None))

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # planning
     gh_on_every_window: bool = True
     agh_deadline_s: float = Field(default=0.5, gt=0)
+    demand_hold_windows: int = Field(
+        default=1, ge=1, le=1440, description="plan for each query type's peak rate over this many "
+                                              "windows: scale up at once, down slowly (1 = last window)")
     switch_cost_per_gpu: float = Field(default=0.5, ge=0, description="$ per GPU started/stopped")
     min_dwell_s: float = Field(default=120.0, ge=0, description="event time between drift re-plans")
     drift_method: Literal["page_hinkley", "cusum"] = "page_hinkley"

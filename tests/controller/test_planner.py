@@ -132,3 +132,18 @@ def test_startup_plan_from_catalog_defaults(catalog) -> None:
     assert pl.on_startup(st, "f", now=1_700_000_001.0).events == [], "only once"
     d = pl.on_window(st, _window(0, {"code": 30, "conversation": 60}))
     assert d.events and d.events[0].trigger == "drift" and d.events[0].epoch == 2
+
+
+def test_demand_hold_plans_for_the_recent_peak(catalog) -> None:
+    pl = _planner(catalog, demand_hold_windows=3)
+    st = new_planner_state()
+    pl.on_window(st, _window(0, {"code": 20, "conversation": 10}))
+    pl.on_window(st, _window(1, {"code": 2, "conversation": 10}))
+    inst = pl.instance_for(_window(2, {"code": 1, "conversation": 12}), st["recent_rates"])
+    rates = {q.id: q.arrival_rate for q in inst.query_types}
+    assert rates["code"] == 20 and rates["conversation"] == 12, "peak over the last 3 windows"
+    pl.on_window(st, _window(2, {"code": 1, "conversation": 12}))
+    pl.on_window(st, _window(3, {"code": 1, "conversation": 12}))
+    inst = pl.instance_for(_window(4, {"code": 1, "conversation": 5}), st["recent_rates"])
+    assert {q.id: q.arrival_rate for q in inst.query_types}["code"] == 1, "the burst has aged out"
+    assert len(st["recent_rates"]) == 3
