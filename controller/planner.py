@@ -144,8 +144,12 @@ class Planner:
         # a cold plan could replace whole deployments, and new replicas start cold
         warm = from_plan(ci, in_force) if in_force is not None else None
         gh = solve(ci, "gh", prev=warm) if warm is not None else solve(ci, "gh")
-        out.solve_seconds["gh"] = gh.seconds
         gh_ok = gh.has_solution and check_result(ci, gh).feasible
+        if warm is not None and not gh_ok:  # kept replicas can block the budget a fresh plan needs
+            fresh = solve(ci, "gh")
+            if fresh.has_solution and check_result(ci, fresh).feasible:
+                gh, gh_ok = fresh, True
+        out.solve_seconds["gh"] = gh.seconds
         result, trigger = None, None
         if in_force is None:
             result, trigger = gh, "startup"
