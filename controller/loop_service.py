@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from schemas import RequestRecord, TelemetryBatch
 
+from .async_tasks import cancel_and_wait
 from .demand_window import LengthRule, classify
 from .fleet_sim import FleetSimulator
 from .router import Router
@@ -143,10 +144,7 @@ class LoopService:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         try:
             if self._producer is not None:
                 await self._publish(flush=True)

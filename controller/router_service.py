@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from schemas import AllocationEvent
 
+from .async_tasks import cancel_and_wait
 from .router import Router
 
 log = structlog.get_logger()
@@ -62,10 +63,7 @@ class RouterService:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()

@@ -11,6 +11,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_doc import md_table, update_section  # noqa: E402,F401  (md_table: re-exported for the studies)
 from solvers.compile import DEFAULT_CONSTANTS, CompiledInstance  # noqa: E402
 from solvers.plan_codec import cand_index, cand_key  # noqa: E402
 from solvers.result import objective  # noqa: E402
@@ -19,6 +22,7 @@ from solvers.route_lp import route_lp  # noqa: E402
 FIG = REPO / "docs" / "figures"
 DOC = REPO / "docs" / "studies.md"
 QUIET = "log_to_console = false"
+STUDIES_HEADER = "# Studies\n\nReproductions of the paper's studies (arXiv 2604.07472) on our allocation model.\n"
 
 
 def stressed(inst: dict, lat: float = 1.0, err: float = 1.0) -> dict:
@@ -73,18 +77,4 @@ def max_latency_of(inst: dict) -> np.ndarray:
 
 
 def write_section(key: str, body: str) -> None:
-    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    text = DOC.read_text() if DOC.exists() else "# Studies\n\nReproductions of the paper's studies (arXiv 2604.07472) on our allocation model.\n"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
-
-
-def md_table(header: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
+    update_section(key, body, DOC, STUDIES_HEADER)

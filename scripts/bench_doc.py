@@ -1,4 +1,4 @@
-"""Shared by the bench_* scripts: rewrite one marked section of docs/benchmarks.md."""
+"""Shared by the bench_* and study_* scripts: rewrite one marked section of a docs page."""
 from __future__ import annotations
 
 import platform
@@ -16,9 +16,9 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def update_section(name: str, body: str, path: Path = BENCH_MD) -> None:
+def update_section(name: str, body: str, path: Path = BENCH_MD, header: str = HEADER) -> None:
     """Replace (or append) the text between <!-- name:begin --> and <!-- name:end -->."""
-    text = path.read_text() if path.exists() else HEADER
+    text = path.read_text() if path.exists() else header
     block = f"<!-- {name}:begin -->\n{body.rstrip()}\n<!-- {name}:end -->"
     pat = re.compile(rf"<!-- {re.escape(name)}:begin -->.*?<!-- {re.escape(name)}:end -->", re.S)
     text = pat.sub(lambda _m: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"

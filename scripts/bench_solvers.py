@@ -21,7 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
+from bench_doc import update_section  # noqa: E402
 from schemas import load_catalog  # noqa: E402
 from solvers.adaptive import solve_agh  # noqa: E402
 from solvers.baselines import solve_dvr, solve_hf, solve_lpr  # noqa: E402
@@ -34,8 +36,6 @@ from solvers.result import Status  # noqa: E402
 from solvers.validate import check_result  # noqa: E402
 
 FIG = REPO / "docs" / "figures"
-DOC = REPO / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- solvers:begin -->", "<!-- solvers:end -->"
 QUIET = "log_to_console = false"
 HEUR = ("gh", "agh", "lpr", "dvr", "hf")
 
@@ -197,7 +197,7 @@ def write_doc(summary: list[dict], rows: list[dict], args, figs: list[str]) -> N
     big = next((s for s in summary if s["size"] == "20x20x20"), None)
     agh_gaps = [r["agh_gap_opt"] for r in rows if not math.isnan(r["agh_gap_opt"])]
     gh_gaps = [r["gh_gap_opt"] for r in rows if not math.isnan(r["gh_gap_opt"])]
-    lines = [BEGIN, "## Solvers", "",
+    lines = ["## Solvers", "",
              f"Generated instances (`solvers.generator`, scenario `{args.scenario}`), seeds 0..{args.seeds - 1}, "
              f"AGH deadline {args.agh_deadline} s, exact MILP (HiGHS via OR-Tools) time limit "
              f"{args.exact_time_limit} s, run warm-started from AGH and cold. Times are each plan's "
@@ -216,14 +216,8 @@ def write_doc(summary: list[dict], rows: list[dict], args, figs: list[str]) -> N
                      f"({big['milp_cold_optimal']}/{big['n']} proven optimal): AGH speedup "
                      f"{big['agh_speedup']:.0f}x from the same run.")
     lines += ["", *[f"![{f}](figures/{f})" for f in figs], "",
-              "CSV: `docs/figures/bench_solvers.csv` (one row per instance).", END]
-    block = "\n".join(lines)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+              "CSV: `docs/figures/bench_solvers.csv` (one row per instance)."]
+    update_section("solvers", "\n".join(lines))
 
 
 def main() -> None:
