@@ -241,10 +241,8 @@ class Planner:
         """Gate-and-route parameters per deployment (see controller/gate_route_params.py)."""
         if self.s.gate_route == "off":
             return None
-        try:
-            from .gate_route_params import gate_route_for_plan
-        except ImportError:
-            return None
+        from .gate_route_params import gate_route_for_plan  # imports the fluid LP only when used
+
         return gate_route_for_plan(self.catalog, ci, result, force=self.s.gate_route == "on") or None
 
 

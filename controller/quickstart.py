@@ -184,8 +184,7 @@ async def run(cfg: RunConfig, console: Console) -> int:
         start = time.time() - cfg.minutes * 60  # event time ends about now
         await wait_ready(s, obs, start - 3600.0, worker, worker_log)
         opts = TraceOptions(scale=cfg.scale, start=start, seed=0)
-        chunks = [c for c in read_trace(bundled_sources(), opts) if True]
-        chunks = [c.take(c.ts < start + cfg.minutes * 60) for c in chunks]
+        chunks = [c.take(c.ts < start + cfg.minutes * 60) for c in read_trace(bundled_sources(), opts)]
         total = sum(len(c) for c in chunks)
         live = console.is_terminal if cfg.live is None else cfg.live
         replay = asyncio.create_task(publish(iter(chunks), bootstrap_servers=s.bootstrap_servers,

@@ -204,7 +204,7 @@ def write_doc(summary: list[dict], rows: list[dict], args, figs: list[str]) -> N
              "`seconds` (solve on the compiled instance; compile time reported separately), medians "
              f"over seeds, on this 2-core machine. Command: `scripts/bench_solvers.py {' '.join(sys.argv[1:])}`.",
              "", table_md(summary), "",
-             f"* Every heuristic plan valid (own validator + spec checker): "
+             "* Every heuristic plan valid (own validator + spec checker): "
              + ", ".join(f"{k.upper()} {sum(r[f'{k}_valid'] for r in rows)}/{len(rows)}" for k in HEUR) + ".",
              f"* AGH vs proven optimum: max gap {_fmt(100 * max(agh_gaps), '.2f') if agh_gaps else 'n/a'}%, "
              f"median {_fmt(100 * _med(agh_gaps), '.2f') if agh_gaps else 'n/a'}% over {len(agh_gaps)} proven instances "

@@ -15,7 +15,6 @@ import argparse
 import statistics
 from dataclasses import replace
 
-import numpy as np
 
 import _studies as st
 from schemas import load_catalog
