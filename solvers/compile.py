@@ -5,12 +5,17 @@ is a (query type, candidate) pair that is feasible under shared/spec/model.md se
 Everything the solvers need is here as numpy arrays; ids map back through the tuples
 (the "inverse data"). Performance is computed for all routes and all batch sizes at once,
 in row chunks so that memory stays bounded on large instances.
+
+`CompileCache` compiles a stream of instances (one per demand window): a query type's routes
+depend on nothing but the fleet and that query type's tokens and bounds, so they are kept per
+query type and only the query types whose token buckets moved are recompiled.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +26,7 @@ DEFAULT_CONSTANTS: dict[str, float] = {
     "memory_utilization": 0.9, "max_batch": 256, "max_utilization": 0.85,
 }
 _CHUNK_CELLS = 1 << 21  # routes x batch sizes evaluated at once (~16 MB per float array)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ class CompiledInstance:
     latency_coef: FloatArray = field(repr=False)  # [r, 7]: (k0..k4, T_pre, f) of L(b), see latency_curve
     diagnostics: tuple[QueryDiagnostics, ...] = field(repr=False)
     qt_route_start: IntArray = field(repr=False)  # routes of qt i are [start[i], start[i+1])
+    # lookups derived from the arrays, shared by copies that keep them (with_demand): see derived()
+    _derived: dict[str, tuple[tuple[Any, ...], Any]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def n_qt(self) -> int:
@@ -108,6 +117,19 @@ class CompiledInstance:
             raise ValueError("demand must be a finite, non-negative vector, one rate per query type")
         return replace(self, lam=arr)
 
+    def derived(self, name: str, build: Callable[[], _T]) -> _T:
+        """`build()` once per set of candidate and route arrays: copies made by `with_demand`
+        share the value, copies with other arrays (dataclasses.replace, subproblem.restrict)
+        rebuild it. For read-only lookups (plan_codec's index dicts); the value must not be mutated."""
+        basis = (self.qt_ids, self.cand_model, self.cand_gpu, self.cand_prec, self.cand_tp,
+                 self.cand_pp, self.route_qt, self.route_cand)
+        got = self._derived.get(name)
+        if got is not None and len(got[0]) == len(basis) and all(a is b for a, b in zip(got[0], basis)):
+            return got[1]
+        value = build()
+        self._derived[name] = (basis, value)
+        return value
+
     def latency_curve(self, r: int, b: FloatArray | float) -> FloatArray:
         """L(b) of route r at batch sizes b (continuous batching below the operating point)."""
         coef = tuple(self.latency_coef[[r], k] for k in range(7))
@@ -125,12 +147,134 @@ def _const(inst: Mapping[str, Any]) -> dict[str, float]:
 
 def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
     """Compile the spec instance dict; routes agree with shared/spec/check_plan.py to ~1e-12."""
+    fleet = _fleet(inst)
+    return _assemble(inst, fleet, [_routes(fleet, inst["query_types"])])
+
+
+class CompileCache:
+    """`compile_instance` with memory, for callers that compile a stream of similar instances.
+
+    A query type's routes depend only on the fleet (models, GPUs, precisions, parallelism,
+    constants) and on that query type's id, token counts and latency/TTFT bounds. So routes
+    are compiled and kept per query type, and an instance whose token means moved for one
+    query type recompiles that query type only. The result is field for field the array
+    set `compile_instance` returns (the route model is elementwise, so computing it in
+    smaller blocks changes no bit). Not thread-safe: one caller at a time.
+    """
+
+    def __init__(self, max_query_types: int = 128, max_assembled: int = 8, max_fleets: int = 2) -> None:
+        self._fleets: OrderedDict[str, _Fleet] = OrderedDict()
+        self._routes: OrderedDict[tuple[str, str], _Routes] = OrderedDict()
+        self._assembled: OrderedDict[tuple[str, ...], CompiledInstance] = OrderedDict()
+        self._limits = (max_fleets, max_query_types, max_assembled)
+        self.compiled = 0   # query-type route blocks computed
+        self.reused = 0     # query-type route blocks found in memory
+
+    def __call__(self, inst: Mapping[str, Any]) -> CompiledInstance:
+        fkey = repr({k: v for k, v in inst.items() if k not in _PER_INSTANCE})
+        qkeys = [repr({k: q.get(k) for k in _ROUTE_FIELDS}) for q in inst["query_types"]]
+        akey = (fkey, *qkeys)
+        core = _lru_get(self._assembled, akey)
+        if core is None:
+            fleet = _lru_get(self._fleets, fkey)
+            if fleet is None:
+                fleet = _lru_put(self._fleets, fkey, _fleet(inst), self._limits[0])
+            blocks = []
+            for q, qkey in zip(inst["query_types"], qkeys):
+                block = _lru_get(self._routes, (fkey, qkey))
+                if block is None:
+                    self.compiled += 1
+                    block = _lru_put(self._routes, (fkey, qkey), _routes(fleet, [q]), self._limits[1])
+                else:
+                    self.reused += 1
+                blocks.append(block)
+            core = _lru_put(self._assembled, akey, _assemble(inst, fleet, blocks), self._limits[2])
+        else:
+            self.reused += len(qkeys)
+        return replace(core, **_query_type_vectors(inst))
+
+
+_PER_INSTANCE = ("name", "query_types", "budget_per_hour")  # not part of the fleet
+_ROUTE_FIELDS = ("id", "input_tokens", "output_tokens", "max_latency_s", "max_ttft_s")  # all a route reads
+
+
+def _lru_get(cache: OrderedDict[Any, Any], key: Any) -> Any:
+    value = cache.get(key)
+    if value is not None:
+        cache.move_to_end(key)
+    return value
+
+
+def _lru_put(cache: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> Any:
+    cache[key] = value
+    while len(cache) > limit:
+        cache.popitem(last=False)
+    return value
+
+
+def _query_type_vectors(inst: Mapping[str, Any]) -> dict[str, Any]:
+    """The CompiledInstance fields read from the query types that no route depends on."""
+    qts = inst["query_types"]
+    col = lambda k, default=None: np.array([q[k] if default is None else q.get(k, default)  # noqa: E731
+                                            for q in qts], dtype=np.float64)
+    return {"name": str(inst.get("name", "instance")), "lam": col("arrival_rate"),
+            "max_error": col("max_error"), "max_unserved": col("max_unserved", 0.0),
+            "unserved_penalty": col("unserved_penalty", 0.0),
+            "latency_penalty": col("latency_penalty", 0.0), "budget": float(inst["budget_per_hour"])}
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """Everything compiled from an instance but its query types: the candidates (every
+    allowed (model, GPU, precision, tp, pp)) and the per-model / per-GPU arrays routes read."""
+
+    c: dict[str, float]
+    model_ids: tuple[str, ...]
+    gpu_ids: tuple[str, ...]
+    prec_ids: tuple[str, ...]
+    model_error: tuple[dict[str, Any], ...]  # per model: query type id -> error rate
+    cj: IntArray
+    ct: IntArray
+    cq: IntArray
+    ctp: IntArray
+    cpp: IntArray
+    P_m: FloatArray
+    Ln_m: FloatArray
+    D_m: FloatArray
+    kv_m: FloatArray
+    bpp_q: FloatArray
+    emul_q: FloatArray
+    F_c: FloatArray
+    BW_t: FloatArray
+    link_t: FloatArray
+    alpha_t: FloatArray
+    mem_t: FloatArray
+    price_t: FloatArray
+    count_t: FloatArray
+
+
+@dataclass(frozen=True)
+class _Routes:
+    """Feasible routes of some query types, in (query type, candidate) order; `qt` counts
+    from 0 within the block and `cand` indexes the fleet's full candidate list."""
+
+    n_qt: int
+    qt: IntArray
+    cand: IntArray
+    mu: FloatArray
+    latency: FloatArray
+    ttft: FloatArray
+    error: FloatArray
+    batch: IntArray
+    coef: FloatArray  # [r, 7]
+    diagnostics: tuple[QueryDiagnostics, ...]
+
+
+def _fleet(inst: Mapping[str, Any]) -> _Fleet:
     c = _const(inst)
-    qts, models, gpus, precs = inst["query_types"], inst["models"], inst["gpus"], inst["precisions"]
+    models, gpus, precs = inst["models"], inst["gpus"], inst["precisions"]
     par = inst["parallelism"]
     prec_index = {p["id"]: k for k, p in enumerate(precs)}
-
-    # ---- candidates: every allowed (model, gpu, precision, tp, pp) ----------------------------
     rows = []
     for j, m in enumerate(models):
         for t, g in enumerate(gpus):
@@ -145,29 +289,36 @@ def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
                             rows.append((j, t, prec_index[q_id], tp, pp))
     cand = np.array(rows, dtype=np.int64).reshape(-1, 5)
     cj, ct, cq, ctp, cpp = (cand[:, k] for k in range(5))
+    fl = lambda seq, key: np.array([x[key] for x in seq], dtype=np.float64)  # noqa: E731
+    return _Fleet(
+        c=c, model_ids=tuple(m["id"] for m in models), gpu_ids=tuple(g["id"] for g in gpus),
+        prec_ids=tuple(p["id"] for p in precs),
+        model_error=tuple(dict(m.get("error") or {}) for m in models),
+        cj=cj, ct=ct, cq=cq, ctp=ctp, cpp=cpp,
+        P_m=fl(models, "params_b") * 1e9, Ln_m=fl(models, "n_layers"), D_m=fl(models, "d_model"),
+        kv_m=2 * fl(models, "n_layers") * fl(models, "n_kv_heads") * fl(models, "head_dim") * 2,
+        bpp_q=fl(precs, "bytes_per_param"), emul_q=fl(precs, "error_multiplier"),
+        F_c=np.array([gpus[t]["tflops"][precs[q]["id"]] for t, q in zip(ct, cq)], dtype=np.float64)
+        * 1e12 * c["compute_efficiency"],
+        BW_t=fl(gpus, "bandwidth_tbps") * 1e12 * c["bandwidth_efficiency"],
+        link_t=fl(gpus, "link_gbps") * 1e9, alpha_t=fl(gpus, "link_latency_us") * 1e-6,
+        mem_t=fl(gpus, "memory_gb"), price_t=fl(gpus, "price_per_hour"),
+        count_t=np.array([np.inf if g.get("count") is None else g["count"] for g in gpus], dtype=np.float64),
+    )
 
-    # ---- per-entity arrays ----------------------------------------------------------------------
-    P_m = np.array([m["params_b"] for m in models], dtype=np.float64) * 1e9
-    Ln_m = np.array([m["n_layers"] for m in models], dtype=np.float64)
-    D_m = np.array([m["d_model"] for m in models], dtype=np.float64)
-    kv_m = 2 * Ln_m * np.array([m["n_kv_heads"] for m in models], dtype=np.float64) \
-        * np.array([m["head_dim"] for m in models], dtype=np.float64) * 2
-    bpp_q = np.array([p["bytes_per_param"] for p in precs], dtype=np.float64)
-    emul_q = np.array([p["error_multiplier"] for p in precs], dtype=np.float64)
-    F_c = np.array([gpus[t]["tflops"][precs[q]["id"]] for t, q in zip(ct, cq)], dtype=np.float64) \
-        * 1e12 * c["compute_efficiency"]
-    BW_t = np.array([g["bandwidth_tbps"] for g in gpus], dtype=np.float64) * 1e12 * c["bandwidth_efficiency"]
-    link_t = np.array([g["link_gbps"] for g in gpus], dtype=np.float64) * 1e9
-    alpha_t = np.array([g["link_latency_us"] for g in gpus], dtype=np.float64) * 1e-6
-    mem_t = np.array([g["memory_gb"] for g in gpus], dtype=np.float64)
+
+def _routes(fleet: _Fleet, qts: Sequence[Mapping[str, Any]]) -> _Routes:
+    """The route model of spec section 2 for every (query type, candidate) pair of `qts`."""
+    c = fleet.c
+    cj, ct, cq, ctp, cpp = fleet.cj, fleet.ct, fleet.cq, fleet.ctp, fleet.cpp
     h_i = np.array([q["input_tokens"] for q in qts], dtype=np.float64)
     f_i = np.array([q["output_tokens"] for q in qts], dtype=np.float64)
     maxlat_i = np.array([q["max_latency_s"] for q in qts], dtype=np.float64)
     maxttft_i = np.array([np.inf if q.get("max_ttft_s") is None else q["max_ttft_s"] for q in qts])
-    err = np.full((len(qts), len(models)), np.nan)
+    err = np.full((len(qts), len(fleet.model_ids)), np.nan)
     qt_index = {q["id"]: i for i, q in enumerate(qts)}
-    for j, m in enumerate(models):
-        for q_id, e in (m.get("error") or {}).items():
+    for j, errors in enumerate(fleet.model_error):
+        for q_id, e in errors.items():
             if q_id in qt_index:
                 err[qt_index[q_id], j] = e
 
@@ -175,21 +326,21 @@ def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
     ii, dd = np.nonzero(~np.isnan(err[:, cj]))
     j, t, q = cj[dd], ct[dd], cq[dd]
     tp, pp = ctp[dd].astype(np.float64), cpp[dd].astype(np.float64)
-    P, Ln, D, kv = P_m[j], Ln_m[j], D_m[j], kv_m[j]
+    P, Ln, D, kv = fleet.P_m[j], fleet.Ln_m[j], fleet.D_m[j], fleet.kv_m[j]
     h, f = h_i[ii], f_i[ii]
-    F, BW, link, alpha = F_c[dd], BW_t[t], link_t[t], alpha_t[t]
-    W = P * bpp_q[q]
+    F, BW, link, alpha = fleet.F_c[dd], fleet.BW_t[t], fleet.link_t[t], fleet.alpha_t[t]
+    W = P * fleet.bpp_q[q]
     o = c["step_overhead_s"]
     ar_scale = np.where(tp == 1, 0.0, 2 * (tp - 1) / tp)
     ar_alpha = np.where(tp == 1, 0.0, alpha)
     t_pre = 2 * P * h / (tp * F) + 2 * Ln * (ar_alpha + ar_scale * (2 * h * D) / link) \
         + (pp - 1) * (alpha + 2 * h * D / link) + o
-    cap = mem_t[t] * 1e9 * c["memory_utilization"] * tp * pp
+    cap = fleet.mem_t[t] * 1e9 * c["memory_utilization"] * tp * pp
     with np.errstate(divide="ignore", invalid="ignore"):
         bm = np.where(cap > W, np.floor((cap - W) / ((h + f) * kv)), 0.0)
     b_max = np.minimum(float(int(c["max_batch"])), bm).astype(np.int64)
     ttft_ok = t_pre <= maxttft_i[ii]
-    error_r = np.minimum(1.0, err[ii, j] * emul_q[q])
+    error_r = np.minimum(1.0, err[ii, j] * fleet.emul_q[q])
 
     # ---- operating point over batch sizes, chunked ----------------------------------------------
     # t_tok(b) = max(k0 + k1 b, k2 b) + k3 + k4 b: fold every per-route constant once, so the
@@ -235,23 +386,10 @@ def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
         best_L[idx] = L[np.arange(len(idx)), pick]
     best_mu = np.zeros(len(ii))
     best_mu[best_b > 0] = best_b[best_b > 0] / best_L[best_b > 0]
-    feasible = best_b > 0
 
-    # ---- keep feasible routes and the candidates they use --------------------------------------
-    keep = np.nonzero(feasible)[0]
-    used = np.unique(dd[keep])
-    remap = np.full(len(cand), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    order = np.lexsort((remap[dd[keep]], ii[keep]))
-    keep = keep[order]
-    route_qt = ii[keep]
-    start = np.searchsorted(route_qt, np.arange(len(qts) + 1))
-
-    price_t = np.array([g["price_per_hour"] for g in gpus], dtype=np.float64)
-    count_t = np.array([np.inf if g.get("count") is None else g["count"] for g in gpus],
-                       dtype=np.float64)
-    ngpu = (ctp * cpp)[used]
-
+    # ---- keep the feasible routes, in (query type, candidate) order -----------------------------
+    keep = np.nonzero(best_b > 0)[0]
+    keep = keep[np.lexsort((dd[keep], ii[keep]))]
     diags = []
     for i in range(len(qts)):
         mine = ii == i
@@ -262,25 +400,41 @@ def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
             best_latency_s=float(lat1[fitm].min()) if fitm.any() else float("inf"),
             best_error=float(error_r[mine].min()) if mine.any() else float("inf"),
         ))
+    return _Routes(n_qt=len(qts), qt=ii[keep], cand=dd[keep], mu=best_mu[keep], latency=best_L[keep],
+                   ttft=t_pre[keep], error=error_r[keep], batch=best_b[keep],
+                   coef=np.stack([a[keep] for a in coef], axis=1), diagnostics=tuple(diags))
 
+
+def _assemble(inst: Mapping[str, Any], fleet: _Fleet, blocks: Sequence[_Routes]) -> CompiledInstance:
+    """One CompiledInstance from route blocks covering the instance's query types in order:
+    only candidates some feasible route uses are kept, renumbered in their original order."""
+    qts = inst["query_types"]
+    blocks = list(blocks) or [_routes(fleet, [])]
+    offsets = np.cumsum([0] + [b.n_qt for b in blocks])
+    assert offsets[-1] == len(qts), "route blocks must cover every query type once"
+    cat = lambda name: np.concatenate([getattr(b, name) for b in blocks])  # noqa: E731
+    route_qt = np.concatenate([b.qt + off for b, off in zip(blocks, offsets)])
+    dd = cat("cand")
+    used = np.unique(dd)
+    remap = np.full(len(fleet.cj), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    ngpu = (fleet.ctp * fleet.cpp)[used]
+    ct_used = fleet.ct[used]
     ci = CompiledInstance(
-        name=str(inst.get("name", "instance")),
-        qt_ids=tuple(q["id"] for q in qts), model_ids=tuple(m["id"] for m in models),
-        gpu_ids=tuple(g["id"] for g in gpus), prec_ids=tuple(p["id"] for p in precs),
-        lam=np.array([q["arrival_rate"] for q in qts], dtype=np.float64),
-        max_error=np.array([q["max_error"] for q in qts], dtype=np.float64),
-        max_ttft=maxttft_i.astype(np.float64), max_latency=maxlat_i,
-        max_unserved=np.array([q.get("max_unserved", 0.0) for q in qts], dtype=np.float64),
-        unserved_penalty=np.array([q.get("unserved_penalty", 0.0) for q in qts], dtype=np.float64),
-        latency_penalty=np.array([q.get("latency_penalty", 0.0) for q in qts], dtype=np.float64),
-        cand_model=cj[used], cand_gpu=ct[used], cand_prec=cq[used], cand_tp=ctp[used],
-        cand_pp=cpp[used], cand_ngpu=ngpu, cand_cost=ngpu * price_t[ct[used]],
-        route_qt=route_qt, route_cand=remap[dd[keep]], mu=best_mu[keep], latency=best_L[keep],
-        ttft=t_pre[keep], error=error_r[keep], batch=best_b[keep],
-        gpu_price=price_t, gpu_count=count_t, budget=float(inst["budget_per_hour"]),
-        max_utilization=float(c["max_utilization"]), diagnostics=tuple(diags),
-        latency_coef=np.stack([a[keep] for a in coef], axis=1),
-        qt_route_start=start,
+        qt_ids=tuple(q["id"] for q in qts), model_ids=fleet.model_ids, gpu_ids=fleet.gpu_ids,
+        prec_ids=fleet.prec_ids,
+        max_ttft=np.array([np.inf if q.get("max_ttft_s") is None else q["max_ttft_s"] for q in qts],
+                          dtype=np.float64),
+        max_latency=np.array([q["max_latency_s"] for q in qts], dtype=np.float64),
+        cand_model=fleet.cj[used], cand_gpu=ct_used, cand_prec=fleet.cq[used], cand_tp=fleet.ctp[used],
+        cand_pp=fleet.cpp[used], cand_ngpu=ngpu, cand_cost=ngpu * fleet.price_t[ct_used],
+        route_qt=route_qt, route_cand=remap[dd], mu=cat("mu"), latency=cat("latency"),
+        ttft=cat("ttft"), error=cat("error"), batch=cat("batch"),
+        gpu_price=fleet.price_t, gpu_count=fleet.count_t,
+        max_utilization=float(fleet.c["max_utilization"]),
+        diagnostics=tuple(d for b in blocks for d in b.diagnostics),
+        latency_coef=cat("coef"), qt_route_start=np.searchsorted(route_qt, np.arange(len(qts) + 1)),
+        **_query_type_vectors(inst),
     )
     _assert_finite(ci)
     return ci

@@ -1,7 +1,7 @@
 """Map array results to spec plans (section 3) and back: the one place that knows both shapes."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,12 +17,43 @@ def cand_key(ci: CompiledInstance, d: int) -> tuple[str, str, str, int, int]:
 
 
 def cand_index(ci: CompiledInstance) -> dict[tuple[str, str, str, int, int], int]:
-    return {cand_key(ci, d): d for d in range(ci.n_cand)}
+    """Configuration -> candidate index (built once per compiled arrays; read-only)."""
+    def build() -> dict[tuple[str, str, str, int, int], int]:  # cand_key of every candidate, vectorised
+        names = lambda ids, idx: np.array(ids, dtype=object)[idx].tolist()  # noqa: E731
+        keys = zip(names(ci.model_ids, ci.cand_model), names(ci.gpu_ids, ci.cand_gpu),
+                   names(ci.prec_ids, ci.cand_prec), ci.cand_tp.tolist(), ci.cand_pp.tolist())
+        return dict(zip(keys, range(ci.n_cand)))
+    return ci.derived("cand_index", build)
 
 
-def route_index(ci: CompiledInstance) -> dict[tuple[int, int], int]:
+def route_index(ci: CompiledInstance) -> Mapping[tuple[int, int], int]:
     """(query type index, candidate index) -> route index."""
-    return {(int(i), int(d)): r for r, (i, d) in enumerate(zip(ci.route_qt, ci.route_cand))}
+    return _RouteIndex(ci)
+
+
+class _RouteIndex(Mapping[tuple[int, int], int]):
+    """Route lookup by binary search over the routes' (query type, candidate) keys: plans name
+    a few dozen routes, and a dict of every route costs ~10 ms of tuples per compiled instance."""
+
+    def __init__(self, ci: CompiledInstance) -> None:
+        self._n = max(ci.n_cand, 1)
+        keys = ci.route_qt * self._n + ci.route_cand
+        self._order = np.argsort(keys, kind="stable")
+        self._keys = keys[self._order]
+
+    def __getitem__(self, key: tuple[int, int]) -> int:
+        i, d = int(key[0]), int(key[1])
+        if 0 <= d < self._n and i >= 0:
+            p = int(np.searchsorted(self._keys, i * self._n + d))
+            if p < len(self._keys) and self._keys[p] == i * self._n + d:
+                return int(self._order[p])
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((int(k) // self._n, int(k) % self._n) for k in self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def to_plan(ci: CompiledInstance, result: SolveResult, min_fraction: float = 1e-9,

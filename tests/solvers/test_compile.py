@@ -1,14 +1,19 @@
 """The compiled model agrees with the spec's outside checker and the worked example."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from solvers.compile import compile_instance
+from solvers.compile import CompileCache, CompiledInstance, compile_instance
+from solvers.plan_codec import cand_index, cand_key, route_index
+from solvers.subproblem import restrict
 from tests.conftest import EXAMPLES, load_checker
 from tests.solvers.strategies import instances
 
@@ -94,3 +99,75 @@ def test_diagnostics_explain_missing_routes(spec_instance: dict) -> None:
     assert len(ci.routes_of(1)) == 0
     d = ci.diagnostics[1]
     assert d.has_model and d.fits_memory and d.best_ttft_s > 1e-4
+
+
+def _assert_identical(got: CompiledInstance, want: CompiledInstance) -> None:
+    """Field by field, bit for bit (dtypes and shapes included)."""
+    for f in dataclasses.fields(CompiledInstance):
+        if not f.compare:
+            continue
+        a, b = getattr(got, f.name), getattr(want, f.name)
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape, f.name
+            assert np.array_equal(a, b, equal_nan=True), f.name
+        else:
+            assert a == b, f.name
+
+
+def _variant(inst: dict, draw_qt: int, input_scale: float, output_scale: float, rate: float) -> dict:
+    """The same fleet with one query type's tokens moved and every arrival rate changed."""
+    out = copy.deepcopy(inst)
+    q = out["query_types"][draw_qt % len(out["query_types"])]
+    q["input_tokens"] = max(1, round(q["input_tokens"] * input_scale))
+    q["output_tokens"] = max(1, round(q["output_tokens"] * output_scale))
+    for k, qt in enumerate(out["query_types"]):
+        qt["arrival_rate"] = rate * (k + 1)
+        qt["max_unserved"] = 1.0 if rate == 0 else qt.get("max_unserved", 0.0)
+    out["name"] = f"{inst['name']}-{draw_qt}-{rate}"
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(max_qt=4), st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.5, 1.0, 1.05, 1.1, 2.0]),
+                                               st.sampled_from([0.5, 1.0, 1.05, 3.0]),
+                                               st.sampled_from([0.0, 1.0, 7.5])), min_size=1, max_size=6))
+def test_per_query_type_cache_compiles_exactly_what_a_whole_compile_does(inst: dict, moves: list) -> None:
+    cache = CompileCache(max_query_types=3, max_assembled=2)  # small: evictions are exercised too
+    current = inst
+    for qt, fin, fout, rate in moves:
+        current = _variant(current, qt, fin, fout, rate)
+        _assert_identical(cache(current), compile_instance(current))
+    _assert_identical(cache(inst), compile_instance(inst))
+
+
+def test_cache_recompiles_only_the_query_types_that_moved(spec_instance: dict) -> None:
+    cache = CompileCache()
+    cache(spec_instance)
+    n_qt = len(spec_instance["query_types"])
+    assert (cache.compiled, cache.reused) == (n_qt, 0)
+    moved = _variant(spec_instance, 1, 1.05, 1.0, 3.0)
+    _assert_identical(cache(moved), compile_instance(moved))
+    assert (cache.compiled, cache.reused) == (n_qt + 1, n_qt - 1)
+    rates_only = _variant(spec_instance, 0, 1.0, 1.0, 9.0)  # nothing a route reads has changed
+    assert cache(rates_only).lam.tolist() == [9.0 * (k + 1) for k in range(n_qt)]
+    assert cache.compiled == n_qt + 1
+    fleet = copy.deepcopy(spec_instance)
+    fleet["gpus"][0]["memory_gb"] *= 2  # a fleet change recompiles every query type
+    _assert_identical(cache(fleet), compile_instance(fleet))
+    assert cache.compiled == 2 * n_qt + 1
+
+
+def test_lookups_are_shared_by_demand_copies_and_rebuilt_for_new_arrays(spec_instance: dict) -> None:
+    ci = compile_instance(spec_instance)
+    copy_ = ci.with_demand(ci.lam * 2)
+    assert cand_index(copy_) is cand_index(ci), "built once per compiled arrays"
+    sub, cands, routes = restrict(ci, np.arange(0, ci.n_cand, 2))
+    idx = cand_index(sub)
+    assert idx is not cand_index(ci) and len(idx) == sub.n_cand
+    assert all(idx[cand_key(sub, d)] == d for d in range(sub.n_cand))
+    for c in (ci, sub):
+        brute = {(int(i), int(d)): r for r, (i, d) in enumerate(zip(c.route_qt, c.route_cand))}
+        ridx = route_index(c)
+        assert dict(ridx) == brute
+        absent = [(i, d) for i in range(c.n_qt) for d in range(-1, c.n_cand + 1) if (i, d) not in brute]
+        assert all(k not in ridx and ridx.get(k, -1) == -1 for k in absent)
