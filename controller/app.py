@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import time
 from typing import Any
@@ -26,12 +27,14 @@ import structlog
 from pydantic import ValidationError
 
 from schemas import (
-    AuditReport, AuditRequest, Catalog, DeadLetter, RequestRecord, TelemetryBatch, describe, load_catalog,
+    AuditReport, AuditRequest, Catalog, DeadLetter, IterationBatch, RequestRecord, TelemetryBatch, describe,
+    load_catalog,
 )
 
 from . import demand_window as dw
 from . import faust_tuning
 from .audit import AuditRunner
+from .iteration_telemetry import IterationTelemetry
 from .metrics import Metrics
 from .planner import Planner, new_planner_state
 from .settings import Settings
@@ -56,10 +59,16 @@ class Controller:
             if name not in self.qt_ids:
                 raise ValueError(f"classification names query type {name!r} missing from the catalog")
         self.planner = Planner(self.catalog, s)
+        # engine iteration timings ("iterations" telemetry) -> fitted gate-and-route iteration
+        # models; the planner reads them when it is the leader in this worker. Each worker sees
+        # only the samples of its own telemetry partitions.
+        self.iterations = IterationTelemetry()
+        self.planner.iteration_telemetry = self.iterations  # type: ignore[attr-defined]
         self.metrics = Metrics()
         self.audits = AuditRunner(s.audit_time_limit_s)
         faust_tuning.install(s.fetch_wait_ms)
         self.last_seen: dict[int, float] = {}
+        self._synced = False  # planner state aligned with the published topics (per process)
         self.app = app = faust.App(
             s.consumer_group, broker=_bootstrap(s), store="memory://", autodiscover=False,
             topic_partitions=s.telemetry_partitions, topic_allow_declare=True,
@@ -89,6 +98,12 @@ class Controller:
         app.timer(max(0.2, min(s.idle_s, 1.0)), name="tick-idle-partitions")(self._tick_idle)
         if s.web_port > 0:
             app.page("/metrics")(self.metrics.faust_view)
+        app.on_partitions_assigned.connect(self._on_assigned)
+
+    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """Gaining the windows partition makes this worker the leader: re-sync before planning."""
+        if any(tp.topic == self.s.topics.windows for tp in assigned):
+            self._synced = False
 
     # ---- ingest --------------------------------------------------------------------------------
     async def _ingest(self, stream: Any) -> None:
@@ -99,7 +114,12 @@ class Controller:
             self.last_seen[p] = time.monotonic()
             key = f"p{p}"
             state = self.ingest_table.get(key) or dw.new_state()
-            cols, wm_only = await self._decode(event.value, msg)
+            try:
+                cols, wm_only = await self._decode(event.value, msg)
+            except Exception as exc:  # a decoder bug must cost one message, not the ingest agent
+                log.exception("telemetry.decode_failed", partition=p, offset=off)
+                await self._dead(event.value or b"", msg, f"internal error while decoding: {exc!r}")
+                cols, wm_only = None, None
             if cols is not None:
                 applied, late = dw.add_records(state, off, *cols, window_s=s.window_s, grace_s=s.grace_s)
                 if applied:
@@ -118,8 +138,15 @@ class Controller:
                     {"kind": "wm", "partition": p, "wm": state["wm"]}).encode())
             self.ingest_table[key] = state
 
-    async def _decode(self, raw: bytes, msg: Any) -> tuple[tuple[np.ndarray, ...] | None, float | None]:
+    async def _decode(self, raw: bytes | None, msg: Any) -> tuple[tuple[np.ndarray, ...] | None, float | None]:
         """Columns of a telemetry message, or a tick's watermark; bad input goes to the DLQ."""
+        if raw is None:
+            await self._dead(b"", msg, "empty message (null value / tombstone)")
+            return None, None
+        if len(raw) > self.s.max_message_bytes:
+            await self._dead(raw, msg, f"oversized: {len(raw)} bytes > max_message_bytes "
+                                       f"{self.s.max_message_bytes}")
+            return None, None
         try:
             head = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -130,6 +157,9 @@ class Controller:
             wm = head.get("wm")
             return None, float(wm) if isinstance(wm, (int, float)) else None
         try:
+            if kind == "iterations":  # engine iteration timings: they feed the iteration-model fit only
+                self.iterations.add(IterationBatch.model_validate(head))
+                return None, None
             if kind == "batch":
                 batch = TelemetryBatch.model_validate(head)
             elif kind in ("request", None):
@@ -166,10 +196,13 @@ class Controller:
                 fl(batch.ttft_s), oc), None
 
     async def _dead(self, raw: bytes, msg: Any, reason: str) -> None:
+        """Publish a dead letter; an original too large for the DLQ keeps a prefix, size and digest."""
         self.metrics.dlq.inc()
+        keep = max(1024, (self.s.max_message_bytes - 16_384) * 3 // 4)  # base64 grows by 4/3
         letter = DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                            reason=reason[:2000], original_b64=base64.b64encode(raw).decode(),
-                            received_at=time.time())
+                            reason=reason[:2000], original_b64=base64.b64encode(raw[:keep]).decode(),
+                            original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest(),
+                            truncated=len(raw) > keep, received_at=time.time())
         await self.t_dlq.send(value=letter.model_dump_json().encode())
         log.warning("telemetry.dead_letter", partition=msg.partition, offset=msg.offset, reason=reason[:200])
 
@@ -195,8 +228,8 @@ class Controller:
         loop = asyncio.get_running_loop()
         async for event in stream.events():
             state = self.planner_table.get(s.fleet_id) or new_planner_state()
-            if state["epoch"] == 0:
-                state["epoch"] = max(state["epoch"], await self._last_published_epoch())
+            if not self._synced:  # first planner event in this process: a new or restarted leader
+                await self._sync_with_published(state)
                 if state["epoch"] == 0 and state["plan"] is None:  # routers get a plan at once
                     await self._publish(await loop.run_in_executor(
                         None, self.planner.on_startup, state, s.fleet_id, time.time()))
@@ -211,11 +244,15 @@ class Controller:
                 await self._publish(decision)
             elif msg.get("kind") in ("partial", "wm"):
                 self._absorb(state, msg)
+                follow_up = None
                 for window, closed_at in self._closable(state):
                     await self.t_demand.send(key=s.fleet_id.encode(), value=window.model_dump_json().encode())
                     self.metrics.windows.inc()
                     decision = await loop.run_in_executor(None, self.planner.on_window, state, window, closed_at)
                     await self._publish(decision)
+                    follow_up = decision.follow_up or follow_up
+                if follow_up is not None:  # AGH once the GH plan is out: off the window -> event path
+                    await self._publish(await loop.run_in_executor(None, self.planner.follow_up, state, follow_up))
             self.planner_table[s.fleet_id] = state
 
     def _absorb(self, state: dict[str, Any], msg: dict[str, Any]) -> None:
@@ -225,7 +262,11 @@ class Controller:
             return
         w = str(msg["window"])
         if state["closed_upto"] is not None and msg["window"] <= state["closed_upto"]:
-            state["late_extra"] += sum(a["n"] for a in msg["aggs"].values()) + int(msg.get("late", 0))
+            # a partition's partial for window k always precedes its watermark passing k, and k
+            # closes only after every watermark passed it: so this is a replay (an ingest worker
+            # re-sending after a crash), whose records the published window already counts
+            self.metrics.duplicate_partials.inc()
+            log.info("planner.duplicate_partial", window=msg["window"], partition=msg["partition"])
             return
         state["pending"].setdefault(w, {})[p] = msg
 
@@ -260,20 +301,41 @@ class Controller:
                      status=ev.status, cost_per_hour=round(ev.cost_per_hour, 4), degraded=ev.degraded,
                      drift=decision.drift, gpus=sum(d.replicas * d.tp * d.pp for d in ev.plan.deployments),
                      solve_ms={k: round(v * 1e3, 2) for k, v in decision.solve_seconds.items()},
+                     stage_ms={k: round(v * 1e3, 2) for k, v in decision.stage_seconds.items()},
+                     compiled_qts=decision.compiled_query_types, window_end=ev.window_end,
                      shadow=s.observe_only)
         if decision.drift:
             self.metrics.drift.inc()
         for req in decision.audits:
             await self.t_audit_requests.send(key=req.fleet_id.encode(), value=req.model_dump_json().encode())
 
-    async def _last_published_epoch(self) -> int:
-        """Highest epoch already on the allocations topic (belt and braces for recovery)."""
+    async def _sync_with_published(self, state: dict[str, Any]) -> None:
+        """Align recovered planner state with what is already published.
+
+        The planner's table and its output topics are not written atomically: a leader killed
+        after publishing but before its table update reached the changelog would otherwise
+        publish the same window (and epoch) again. So a new leader continues from the highest
+        epoch on the allocations topic and the last window on the demand topic."""
+        s = self.s
+        topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
+        epoch = await self._last_published(topic, "epoch")
+        last_end = await self._last_published(s.topics.demand, "window_end")
+        state["epoch"] = max(state["epoch"], int(epoch))
+        if last_end > 0:
+            k = round(last_end / s.window_s) - 1
+            if state["closed_upto"] is None or k > state["closed_upto"]:
+                state["closed_upto"] = k
+                state["pending"] = {w: v for w, v in state["pending"].items() if int(w) > k}
+        self._synced = True
+        log.info("planner.synced", epoch=state["epoch"], closed_upto=state["closed_upto"])
+
+    async def _last_published(self, topic: str, field: str) -> float:
+        """Highest `field` of this fleet's messages on a one-partition topic (0 when none)."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        topic = self.s.topics.shadow_allocations if self.s.observe_only else self.s.topics.allocations
         c = AIOKafkaConsumer(bootstrap_servers=self.s.bootstrap_servers, enable_auto_commit=False)
         await c.start()
-        best = 0
+        best = 0.0
         try:
             tp = TopicPartition(topic, 0)
             c.assign([tp])
@@ -287,8 +349,8 @@ class Controller:
                 for m in recs[tp]:
                     try:
                         ev = json.loads(m.value)
-                        if ev.get("fleet_id") == self.s.fleet_id:
-                            best = max(best, int(ev.get("epoch", 0)))
+                        if ev.get("fleet_id") == self.s.fleet_id and ev.get(field) is not None:
+                            best = max(best, float(ev[field]))
                     except (ValueError, TypeError, AttributeError):
                         pass
         finally:
@@ -297,6 +359,7 @@ class Controller:
 
     # ---- audit ---------------------------------------------------------------------------------
     async def _audit(self, stream: Any) -> None:
+        await self.audits.ensure_ready()  # the audit process imports while nothing waits on it
         async for raw in stream:
             try:
                 req = AuditRequest.model_validate_json(raw)

@@ -14,24 +14,41 @@ latency <= max_latency_s and TTFT <= max_ttft_s. Replicas added by a plan serve 
 `cold_start_s`; removed replicas stop taking work at once (in-flight requests finish).
 Time is the records' event time (`ts`); nothing sleeps. The only randomness is the optional
 service-time jitter, from a seeded numpy Generator, so a run is reproducible.
+
+Gate-and-route pools: when the allocation event carries usable `gate_route` parameters for a
+deployment (docs/router.md section 5), that deployment is served by a
+`controller.gate_route_pool.GateRoutePool` instead: iteration-level mixed/solo service of the
+paper's model, the occupancy gate on prefill slots, decodes placed by the router's hint. Its
+outcomes are known only when a request completes, so `submit` returns the record with outcome
+None and the finished record reaches `drain()` later; records are released in submission
+order (a record waits behind earlier ones still in flight, at most `reorder_hold_s` of event
+time), so the telemetry stream stays in event-time order and the controller's windows do not
+count G&R records as late. Such pools report iteration timings (chunk tokens, decode batch,
+seconds) for the controller's iteration-model fit; `drain_iterations()` returns them as
+`IterationBatch` messages. Event time advances with the submitted records (and `advance`);
+`finish()` completes all in-flight work at the end of a run.
 """
 from __future__ import annotations
 
 import bisect
 import heapq
 import math
-from collections import Counter
-from collections.abc import Mapping
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import structlog
 
-from schemas import Plan, RequestRecord, TelemetryBatch
+from schemas import IterationBatch, Plan, RequestRecord, TelemetryBatch
 from solvers.compile import CompiledInstance, compile_instance
+from solvers.iteration_model import IterationModel
 from solvers.plan_codec import cand_key
 
+from .gate_route_pool import GateRouteJob, GateRoutePool, plant_from_params
+from .router import _usable_gate as usable_gate_params  # the router's rule: same pools
 from .slo_window import SloWindows
 
 log = structlog.get_logger()
@@ -110,6 +127,17 @@ class _Pool:
     def capacity(self, t: float) -> int:
         return bisect.bisect_right(self.ready_at, t)
 
+    @property
+    def size(self) -> int:
+        return len(self.ready_at)
+
+    def ready_times(self) -> list[float]:
+        return list(self.ready_at)
+
+    def adopt(self, ready_at: list[float], at: float) -> None:
+        """Take over replicas (their readiness times) from the pool this one replaces."""
+        self.ready_at = sorted([*self.ready_at, *ready_at])
+
     def _release(self, t: float) -> None:
         while self.busy and self.busy[0][0] <= t:
             self.occupancy -= heapq.heappop(self.busy)[1]
@@ -138,69 +166,186 @@ class _Pool:
         self.occupancy += share
 
 
+class _Slot:
+    """A submitted request's place in the output order; `record` is set once it is known."""
+
+    __slots__ = ("record", "ts", "straggler", "rec", "qt", "deployment", "perf")
+
+    def __init__(self, ts: float) -> None:
+        self.record: RequestRecord | None = None
+        self.ts = ts
+        self.straggler = False
+
+
 class FleetSimulator:
     """Serve routed requests with the reference model; collect observed telemetry and SLOs.
 
     `service_cv` > 0 draws service times from a gamma distribution with mean L (coefficient
     of variation `service_cv`); 0 keeps them deterministic. `max_wait_s` makes a request
     abandon (outcome rejected) when it would wait longer; None lets queues grow.
+
+    Gate-and-route (module docstring): `gate_route` False keeps every pool FCFS even when
+    the plan carries parameters. `iteration_truth` maps a deployment id or configuration key
+    to the iteration model its hardware really has (default: the published alpha, beta,
+    gamma of the first parameters the pool sees), so experiments can make the plant differ
+    from what the planner assumes. `iteration_cv` is the relative jitter of reported
+    iteration timings (the pool itself serves at the mean); `iteration_samples` False stops
+    reporting them.
     """
 
     def __init__(self, perf: PerfTable, *, cold_start_s: float = 60.0, seed: int = 0,
                  service_cv: float = 0.0, max_wait_s: float | None = None,
                  batch_size: int = 500, window_s: float = 60.0,
-                 producer: str = "llmfleet-fleet-sim") -> None:
-        if cold_start_s < 0 or service_cv < 0 or batch_size < 1:
-            raise ValueError("cold_start_s and service_cv must be >= 0, batch_size >= 1")
+                 producer: str = "llmfleet-fleet-sim", gate_route: bool = True,
+                 iteration_truth: Mapping[Any, IterationModel] | None = None,
+                 iteration_cv: float = 0.03, iteration_samples: bool = True,
+                 reorder_hold_s: float = 10.0) -> None:
+        if cold_start_s < 0 or service_cv < 0 or batch_size < 1 or iteration_cv < 0:
+            raise ValueError("cold_start_s, service_cv and iteration_cv must be >= 0, batch_size >= 1")
         self.perf = perf
         self.cold_start_s = cold_start_s
         self.service_cv = service_cv
         self.max_wait_s = max_wait_s
         self.batch_size = batch_size
         self.producer = producer
+        self.gate_route = gate_route
+        self.iteration_truth = dict(iteration_truth or {})
+        self.iteration_cv = iteration_cv
+        self.iteration_samples = iteration_samples
+        self.reorder_hold_s = reorder_hold_s
+        self.seed = seed
         self.slo = SloWindows(window_s)
         self.outcomes: Counter[str] = Counter()
         self.by_deployment: Counter[str] = Counter()
         self.unroutable = 0
         self._rng = np.random.default_rng(seed)
-        self._pools: dict[str, _Pool] = {}
+        self._pools: dict[str, _Pool | GateRoutePool] = {}
+        self._draining: list[GateRoutePool] = []     # replaced G&R pools finishing their work
         self._outbox: list[RequestRecord] = []
+        self._order: deque[_Slot] = deque()          # submitted, not yet released, in order
+        self._in_flight = 0
+        self._clock = -math.inf
+        self._samples: dict[str, list[tuple[float, int, int, float]]] = {}
+        self._jitter: dict[str, random.Random] = {}
 
     # ---- plans -------------------------------------------------------------------------------
-    def apply_plan(self, plan: Plan | Mapping[str, Any], at: float, *, warm: bool = False) -> None:
-        """Resize pools to the plan at event time `at`; `warm` skips the cold start (bootstrap)."""
+    def apply_plan(self, plan: Plan | Mapping[str, Any], at: float, *, warm: bool = False,
+                   gate_route: Mapping[str, Any] | None = None) -> None:
+        """Resize pools to the plan at event time `at`; `warm` skips the cold start (bootstrap).
+
+        `gate_route` is the event's per-deployment parameters: deployments with usable ones
+        (status optimal, per-class numbers) are served by gate-and-route pools.
+        """
         p = plan if isinstance(plan, Plan) else Plan.model_validate(plan)
+        self.advance(at)
         delay = 0.0 if warm else self.cold_start_s
+        params = usable_gate_params(gate_route) if self.gate_route else {}
         seen = set()
         for d in p.deployments:
             key: ConfigKey = (d.model, d.gpu, d.precision, d.tp, d.pp)
+            gr = params.get(d.id)
             pool = self._pools.get(d.id)
-            if pool is None or pool.key != key:
-                pool = self._pools[d.id] = _Pool(key)
+            warm_at: list[float] = []
+            if pool is not None and (pool.key != key or isinstance(pool, GateRoutePool) != (gr is not None)):
+                if pool.key == key:               # same machines, other service model: stay warm
+                    warm_at = pool.ready_times()
+                self._retire(pool)
+                pool = None
+            if pool is None:
+                pool = self._pools[d.id] = (
+                    self._new_gate_route_pool(d.id, key, gr) if gr is not None else _Pool(key))
+            if isinstance(pool, GateRoutePool):
+                assert gr is not None
+                pool.configure(gr, at=at)
+            if warm_at:
+                pool.adopt(warm_at[:d.replicas], at)
             pool.resize(d.replicas, at, delay)
             seen.add(d.id)
         for dep in [k for k in self._pools if k not in seen]:
-            del self._pools[dep]                  # the router no longer sends it work
+            self._retire(self._pools.pop(dep))     # the router no longer sends it work
         log.info("fleet_sim.plan_applied", at=at, warm=warm,
-                 replicas={k: len(v.ready_at) for k, v in sorted(self._pools.items())})
+                 replicas={k: v.size for k, v in sorted(self._pools.items())},
+                 gate_route=sorted(k for k, v in self._pools.items() if isinstance(v, GateRoutePool)))
+
+    def _new_gate_route_pool(self, deployment: str, key: ConfigKey,
+                             params: Mapping[str, Any]) -> GateRoutePool:
+        plant = self.iteration_truth.get(deployment) or self.iteration_truth.get(key) \
+            or plant_from_params(params)
+        return GateRoutePool(key, plant, self._done, patience_s=self.max_wait_s,
+                             sampler=self._sampler(deployment) if self.iteration_samples else None)
+
+    def _sampler(self, deployment: str) -> Callable[[float, int, int, float], None]:
+        """Collects a pool's iteration timings, with seeded multiplicative jitter."""
+        out = self._samples.setdefault(deployment, [])
+        jitter = self._jitter.setdefault(deployment, random.Random(f"{self.seed}:{deployment}"))
+        cv = self.iteration_cv
+
+        def sample(ts: float, chunk: int, batch: int, seconds: float) -> None:
+            if cv > 0:
+                seconds *= max(0.05, 1.0 + cv * jitter.gauss(0.0, 1.0))
+            out.append((ts, chunk, batch, seconds))
+
+        return sample
+
+    def _retire(self, pool: _Pool | GateRoutePool) -> None:
+        """A replaced G&R pool keeps serving what it holds (no new arrivals) until empty."""
+        if isinstance(pool, GateRoutePool) and not pool.idle:
+            self._draining.append(pool)
 
     def replicas(self, deployment: str, at: float) -> tuple[int, int]:
         """(serving, total) replicas of a deployment at event time `at`."""
         pool = self._pools.get(deployment)
-        return (pool.capacity(at), len(pool.ready_at)) if pool else (0, 0)
+        return (pool.capacity(at), pool.size) if pool else (0, 0)
+
+    def gate_route_pool(self, deployment: str) -> GateRoutePool | None:
+        """The G&R pool serving `deployment`, if it runs gate-and-route."""
+        pool = self._pools.get(deployment)
+        return pool if isinstance(pool, GateRoutePool) else None
+
+    # ---- event time --------------------------------------------------------------------------
+    def advance(self, t: float) -> None:
+        """Run the gate-and-route pools up to event time `t` and release finished records."""
+        if t <= self._clock:
+            return
+        self._clock = t
+        for pool in self._pools.values():
+            if isinstance(pool, GateRoutePool):
+                pool.advance(t)
+        if self._draining:
+            for pool in self._draining:
+                pool.advance(t)
+            self._draining = [p for p in self._draining if not p.idle]
+        self._release()
+
+    def finish(self) -> None:
+        """End of input: complete every request in flight and release all records."""
+        for pool in [*self._draining, *(p for p in self._pools.values() if isinstance(p, GateRoutePool))]:
+            pool.finish()
+            self._clock = max(self._clock, pool.clock)
+        self._draining = []
+        self.reorder_hold_s, hold = -math.inf, self.reorder_hold_s
+        try:
+            self._release()
+        finally:
+            self.reorder_hold_s = hold
 
     # ---- requests ----------------------------------------------------------------------------
     def submit(self, rec: RequestRecord, deployment: str | None,
-               query_type: str | None = None) -> RequestRecord:
+               query_type: str | None = None, placement: str | None = None) -> RequestRecord:
         """Serve one request on `deployment` (None: the router rejected it); returns what a
-        serving engine would report and queues it for `drain`."""
+        serving engine would report and queues it for `drain`. On a gate-and-route pool the
+        request is still in flight: the returned record has outcome None, and the finished one
+        is queued when it completes. `placement` is the router's decode hint ("solo"/"mixed")."""
         qt = query_type or rec.query_type or "unknown"
+        self.advance(rec.ts)
         pool = self._pools.get(deployment) if deployment is not None else None
         perf = self.perf.get(qt, pool.key) if pool is not None else None
         if deployment is not None and perf is None:
             self.unroutable += 1                  # plan/router mismatch: count, do not crash
         if pool is None or perf is None:
             return self._emit(rec, qt, deployment, "rejected", None, None)
+        if isinstance(pool, GateRoutePool):
+            return self._submit_gate_route(pool, rec, qt, deployment, perf, placement)
         t = max(rec.ts, pool.clock)               # out-of-order arrivals join at the pool clock
         pool.clock = t
         share = 1.0 / max(perf.batch, 1)
@@ -222,8 +367,49 @@ class FleetSimulator:
         ok = latency <= perf.max_latency_s + _EPS and ttft <= perf.max_ttft_s + _EPS
         return self._emit(rec, qt, deployment, "served" if ok else "slo_missed", ttft, latency)
 
+    def _submit_gate_route(self, pool: GateRoutePool, rec: RequestRecord, qt: str, deployment: str,
+                           perf: RoutePerf, placement: str | None) -> RequestRecord:
+        slot = _Slot(rec.ts)
+        slot.rec, slot.qt, slot.deployment, slot.perf = rec, qt, deployment, perf
+        self._order.append(slot)
+        self._in_flight += 1
+        t = max(rec.ts, pool.clock)
+        pool.submit(GateRouteJob(pool.class_index(qt), t, rec.input_tokens, rec.output_tokens,
+                                 placement, slot), t)
+        return RequestRecord.model_construct(
+            ts=rec.ts, query_type=qt, input_tokens=rec.input_tokens, output_tokens=rec.output_tokens,
+            ttft_s=None, latency_s=None, deployment=deployment, outcome=None, request_id=rec.request_id)
+
+    def _done(self, slot: _Slot, outcome: str, ttft: float | None, latency: float | None) -> None:
+        """A G&R pool finished (or lost) the request of `slot`."""
+        self._in_flight -= 1
+        perf: RoutePerf = slot.perf
+        if outcome == "done":
+            assert ttft is not None and latency is not None
+            ok = latency <= perf.max_latency_s + _EPS and ttft <= perf.max_ttft_s + _EPS
+            outcome = "served" if ok else "slo_missed"
+        else:
+            outcome = "rejected"
+        rec = self._record(slot.rec, slot.qt, slot.deployment, outcome, ttft, latency)
+        slot.rec = slot.perf = None
+        if slot.straggler:
+            self._outbox.append(rec)
+        else:
+            slot.record = rec
+
     def _emit(self, rec: RequestRecord, qt: str, deployment: str | None, outcome: str,
               ttft: float | None, latency: float | None) -> RequestRecord:
+        out = self._record(rec, qt, deployment, outcome, ttft, latency)
+        if self._order:                           # keep submission order behind in-flight ones
+            slot = _Slot(rec.ts)
+            slot.record = out
+            self._order.append(slot)
+        else:
+            self._outbox.append(out)
+        return out
+
+    def _record(self, rec: RequestRecord, qt: str, deployment: str | None, outcome: str,
+                ttft: float | None, latency: float | None) -> RequestRecord:
         out = RequestRecord.model_construct(
             ts=rec.ts, query_type=qt, input_tokens=rec.input_tokens,
             output_tokens=rec.output_tokens, ttft_s=ttft, latency_s=latency,
@@ -233,13 +419,33 @@ class FleetSimulator:
         if outcome != "rejected" and deployment is not None:
             self.by_deployment[deployment] += 1
         self.slo.add(rec.ts, qt, outcome)
-        self._outbox.append(out)
         return out
+
+    def _release(self) -> None:
+        """Move finished records at the head of the order to the outbox; a head still in flight
+        for longer than `reorder_hold_s` stops blocking (it is emitted when it finishes)."""
+        order, out = self._order, self._outbox
+        cutoff = self._clock - self.reorder_hold_s
+        while order:
+            slot = order[0]
+            if slot.record is not None:
+                out.append(slot.record)
+            elif slot.ts < cutoff:
+                slot.straggler = True
+            else:
+                break
+            order.popleft()
 
     # ---- telemetry ---------------------------------------------------------------------------
     @property
     def pending(self) -> int:
+        """Records ready to drain."""
         return len(self._outbox)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests still being served by gate-and-route pools."""
+        return self._in_flight
 
     def drain(self, flush: bool = False) -> list[TelemetryBatch]:
         """Full batches of observed records (and the remainder when `flush`)."""
@@ -251,6 +457,24 @@ class FleetSimulator:
         del self._outbox[:cut]
         return out
 
+    def drain_iterations(self, flush: bool = False) -> list[IterationBatch]:
+        """Iteration timings of the gate-and-route pools, per deployment, in full batches of
+        `batch_size` samples (and the remainders when `flush`)."""
+        out = []
+        for dep, rows in sorted(self._samples.items()):
+            n = len(rows)
+            cut = n if flush else n - n % self.batch_size
+            for k in range(0, cut, self.batch_size):
+                ts, chunk, batch, secs = zip(*rows[k:min(k + self.batch_size, cut)])
+                out.append(IterationBatch(producer=self.producer, deployment=dep, ts=list(ts),
+                                          chunk_tokens=list(chunk), decode_batch=list(batch),
+                                          iteration_s=list(secs)))
+            del rows[:cut]
+        return out
+
     def metrics(self) -> dict[str, Any]:
         return {"outcomes": dict(self.outcomes), "by_deployment": dict(sorted(self.by_deployment.items())),
-                "unroutable": self.unroutable, "pending": self.pending, "slo": self.slo.overall()}
+                "unroutable": self.unroutable, "pending": self.pending, "in_flight": self.in_flight,
+                "slo": self.slo.overall(),
+                "gate_route": {k: v.summary() for k, v in sorted(self._pools.items())
+                               if isinstance(v, GateRoutePool)}}

@@ -4,7 +4,9 @@
 force and turns each incoming record into the record a serving fleet would report.
 `LoopService` runs it on Kafka: it consumes request telemetry or replayed traces from
 `input_topic` and publishes observed `TelemetryBatch` messages to `output_topic`, which must
-differ from the input so the loop never feeds on itself.
+differ from the input so the loop never feeds on itself. Deployments the plan runs by
+gate-and-route also report `IterationBatch` messages (iteration timings) on the output topic,
+as their engines would; the controller fits its iteration model to them.
 """
 from __future__ import annotations
 
@@ -44,8 +46,11 @@ class ClosedLoop:
     """Route and simulate records in event-time order.
 
     A new epoch reaches the simulator at the event time of the first record processed after
-    the router adopted it (plans arrive in wall time; the model runs in event time). The
+    the router adopted it (plans arrive in wall time; the model runs in event time), with
+    its gate-and-route parameters; the router's decode placement goes with each request. The
     first plan is applied warm: the fleet it describes is taken to be running already.
+    `process` returns what the simulator knows at once: on a gate-and-route pool, the record
+    with outcome None (the finished one comes out of `sim.drain()`).
     """
 
     def __init__(self, router: Router, sim: FleetSimulator, *, fleet_id: str | None = None,
@@ -62,24 +67,28 @@ class ClosedLoop:
         if epoch > self.applied_epoch:
             event = self.router.event(self.fleet_id)
             assert event is not None
-            self.sim.apply_plan(event.plan, at=rec.ts, warm=self.applied_epoch == 0)
+            self.sim.apply_plan(event.plan, at=rec.ts, warm=self.applied_epoch == 0,
+                                gate_route=event.gate_route)
             self.applied_epoch = epoch
         qt = rec.query_type or (self.classifier(rec) if self.classifier else None)
-        dep = self.router.route(qt, self.fleet_id) if qt else None
+        decision = self.router.decide(qt, self.fleet_id) if qt else None
         self.processed += 1
-        return self.sim.submit(rec, dep, qt)
+        if decision is None:
+            return self.sim.submit(rec, None, qt)
+        return self.sim.submit(rec, decision.deployment, qt, placement=decision.placement)
 
     def run(self, records: Iterable[RequestRecord]) -> list[RequestRecord]:
         return [self.process(r) for r in records]
 
 
 def decode_records(raw: bytes | None) -> Iterator[RequestRecord]:
-    """Records of one telemetry message (single record or columnar batch); ticks yield none."""
+    """Records of one telemetry message (single record or columnar batch); ticks and
+    iteration timings yield none."""
     if raw is None:
         return
     head = json.loads(raw)
     kind = head.get("kind") if isinstance(head, dict) else None
-    if kind == "tick":
+    if kind in ("tick", "iterations"):
         return
     if kind == "batch":
         yield from TelemetryBatch.model_validate(head).records()
@@ -121,6 +130,7 @@ class LoopService:
         self.invalid_messages = 0
         self.published_records = 0
         self.published_batches = 0
+        self.published_iteration_batches = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -147,6 +157,7 @@ class LoopService:
         await cancel_and_wait(task)
         try:
             if self._producer is not None:
+                self.loop.sim.finish()            # no more input: complete requests in flight
                 await self._publish(flush=True)
         finally:
             for client in (self._consumer, self._producer):
@@ -175,6 +186,7 @@ class LoopService:
     def metrics(self) -> dict[str, Any]:
         return {"processed": self.loop.processed, "published_records": self.published_records,
                 "published_batches": self.published_batches,
+                "published_iteration_batches": self.published_iteration_batches,
                 "invalid_messages": self.invalid_messages, "epoch_applied": self.loop.applied_epoch,
                 "router": self.loop.router.metrics(), "sim": self.loop.sim.metrics()}
 
@@ -207,9 +219,11 @@ class LoopService:
     async def _publish(self, flush: bool) -> None:
         assert self._producer is not None
         batches = self.loop.sim.drain(flush=flush)
-        for b in batches:
+        iterations = self.loop.sim.drain_iterations(flush=flush)
+        for b in [*batches, *iterations]:
             await self._producer.send(self.output_topic, b.model_dump_json().encode(), key=self.key)
-        if batches:
+        self.published_iteration_batches += len(iterations)
+        if batches or iterations:
             await self._producer.flush()
             async with self._progress:
                 self.published_batches += len(batches)

@@ -8,19 +8,30 @@ changelog-backed table by the faust app) and returns the messages to publish. Ru
   deployments whose new replicas would start cold. Its plan is published when there is no plan in force,
   when the plan in force is infeasible for the new demand, or when GH is cheaper than the
   plan in force by more than `improve_threshold` (after the minimum dwell time).
-* Drift (drift.py) triggers AGH, warm-started from the plan in force with the switch cost
-  of spec section 6 damping churn, subject to the same dwell time (unless the plan in
-  force is infeasible, which always re-plans).
-* When no valid plan exists, a degraded plan (least unserved within budget and inventory)
-  is published in the same window, flagged, with the explanation.
+* The window -> event path runs GH only, so its latency is GH-bound: on drift (drift.py,
+  subject to the same dwell time unless the plan in force is infeasible), and when the plan
+  in force is infeasible and GH finds no valid plan, GH's plan is published at once (trigger
+  "window", or "degraded") and `on_window` hands back a `FollowUp`. `Planner.follow_up` then
+  runs AGH, warm-started from that GH plan, with the switch cost of spec section 6 (against
+  the plan in force before it) damping churn, and publishes its plan as the next epoch
+  (trigger "drift" after drift) unless GH's plan is better (see `follow_up`); a follow-up
+  whose GH epoch has been superseded is dropped. Only the very first plan (nothing in force)
+  runs AGH inline.
+* When no valid plan exists, GH's degraded plan (within budget and inventory) is published
+  in the same window, flagged, with the explanation; AGH's follow-up replaces it when valid,
+  or when it leaves less demand unserved within budget, inventory and capacity.
 * Every AGH plan (and the first plan) is sent for a background exact audit; an audit that
   finds a plan cheaper by more than `audit_adopt_threshold` may be adopted.
+* Compiled routes are cached per query type and token bucket (solvers.compile.CompileCache),
+  so a window recompiles only the query types whose buckets moved. `Decision.stage_seconds`
+  records where each decision's time went.
 """
 from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +40,10 @@ import structlog
 
 from schemas import AllocationEvent, AuditReport, AuditRequest, Catalog, DemandWindow, Instance, Plan
 from solvers import check_plan, check_result, compile_instance, from_plan, solve, to_plan
+from solvers.compile import CompileCache, CompiledInstance
 from solvers.explain import route_reasons
+from solvers.result import SolveResult
+from solvers.validate import Report
 
 from . import drift
 from .settings import Settings
@@ -50,45 +64,61 @@ def new_planner_state() -> dict[str, Any]:
             "closed_upto": None, "windows_closed": 0, "recent_rates": []}
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """AGH still to run for a window whose GH plan was published at once (Planner.follow_up)."""
+
+    epoch: int                 # epoch of that GH plan: once another plan is adopted, AGH is stale
+    trigger: str               # trigger of the AGH event, if it is published
+    window: DemandWindow
+    closed_at: float | None
+    instance: Instance
+    ci: CompiledInstance
+    prev_replicas: Any             # replicas of the plan in force before the GH plan
+    gh: SolveResult
+    gh_report: Report
+
+
 @dataclass
 class Decision:
-    """What one window (or audit) produced."""
+    """What one window (or audit, or follow-up) produced."""
 
     events: list[AllocationEvent] = field(default_factory=list)
     audits: list[AuditRequest] = field(default_factory=list)
     solve_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per planning stage
+    compiled_query_types: int = 0  # query types whose routes were compiled (cache misses)
     drift: list[str] = field(default_factory=list)
     kept_reason: str | None = None
+    follow_up: FollowUp | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Add the wall time of the block to stage_seconds[name]."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - t0
 
 
 class Planner:
     def __init__(self, catalog: Catalog, settings: Settings, improve_threshold: float = 0.05,
-                 cache_size: int = 32) -> None:
+                 cache_size: int = 128) -> None:
         self.catalog = catalog
         self.s = settings
         self.improve_threshold = improve_threshold
-        self._cache: OrderedDict[str, Any] = OrderedDict()
-        self._cache_size = cache_size
-        self.cache_hits = 0
-        self.cache_misses = 0
+        self._compile = CompileCache(max_query_types=cache_size)
 
-    def compiled(self, spec: dict[str, Any]) -> Any:
-        """CompiledInstance of `spec`, reused across windows whose token buckets agree
-        (nothing compiled depends on arrival rates, which are swapped in afterwards)."""
-        key_doc = {k: v for k, v in spec.items() if k not in ("name", "query_types")}
-        key_doc["q"] = [{k: v for k, v in q.items() if k != "arrival_rate"} for q in spec["query_types"]]
-        key = repr(key_doc)
-        ci = self._cache.get(key)
-        if ci is None:
-            self.cache_misses += 1
-            ci = compile_instance(spec)
-            self._cache[key] = ci
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self.cache_hits += 1
-            self._cache.move_to_end(key)
-        return ci.with_demand(np.array([q["arrival_rate"] for q in spec["query_types"]], dtype=np.float64))
+    @property
+    def compile_cache(self) -> CompileCache:
+        """Counters: `compiled` / `reused` query-type route blocks."""
+        return self._compile
+
+    def compiled(self, spec: dict[str, Any]) -> CompiledInstance:
+        """CompiledInstance of `spec`. Routes are kept per query type and token bucket, so a
+        window recompiles only the query types whose buckets moved (rates are not compiled)."""
+        return self._compile(spec)
 
     # ---- instance of one window -------------------------------------------------------------
     def instance_for(self, window: DemandWindow, recent: list[dict[str, float]] | None = None) -> Instance:
@@ -121,82 +151,159 @@ class Planner:
                   closed_at: float | None = None, *, instance: Instance | None = None,
                   startup: bool = False) -> Decision:
         out = Decision()
+        t_start = time.perf_counter()
         recent = state.setdefault("recent_rates", [])
-        inst = instance or self.instance_for(window, recent)
-        if not startup:
-            recent.append({d.query_type: d.arrival_rate for d in window.demand})
-            del recent[:-max(1, self.s.demand_hold_windows)]
-        spec = inst.to_spec()
-        ci = self.compiled(spec)
+        with out.stage("instance"):
+            inst = instance or self.instance_for(window, recent)
+            if not startup:
+                recent.append({d.query_type: d.arrival_rate for d in window.demand})
+                del recent[:-max(1, self.s.demand_hold_windows)]
+            spec = inst.to_spec()
+        with out.stage("compile"):
+            before = self._compile.compiled
+            ci = self.compiled(spec)
+            out.compiled_query_types = self._compile.compiled - before
         rates = {q: float(r) for q, r in zip(ci.qt_ids, ci.lam)}
         if not startup:
-            out.drift = drift.detect(state["detectors"], rates, state["plan_demand"],
-                                     threshold=self.s.drift_threshold, delta=self.s.drift_ph_delta,
-                                     lam=self.s.drift_ph_lambda, method=self.s.drift_method)
+            with out.stage("drift"):
+                out.drift = drift.detect(state["detectors"], rates, state["plan_demand"],
+                                         threshold=self.s.drift_threshold, delta=self.s.drift_ph_delta,
+                                         lam=self.s.drift_ph_lambda, method=self.s.drift_method)
         in_force = state["plan"]
         in_force_ok, in_force_cost = False, None
         if in_force is not None:
-            rep = check_plan(ci, in_force, spec)
+            with out.stage("check_plan"):
+                rep = check_plan(ci, in_force, spec)
             in_force_ok, in_force_cost = rep.feasible, rep.cost_per_hour
         dwell_ok = state["plan_at"] is None or window.window_end - state["plan_at"] >= self.s.min_dwell_s
 
         # GH repairs the plan in force (its replicas kept as paid capacity, idle ones trimmed):
         # a cold plan could replace whole deployments, and new replicas start cold
-        warm = from_plan(ci, in_force) if in_force is not None else None
-        gh = solve(ci, "gh", prev=warm) if warm is not None else solve(ci, "gh")
-        gh_ok = gh.has_solution and check_result(ci, gh).feasible
+        with out.stage("gh"):
+            warm = from_plan(ci, in_force) if in_force is not None else None
+            gh = solve(ci, "gh", prev=warm) if warm is not None else solve(ci, "gh")
+        with out.stage("check"):
+            gh_report = check_result(ci, gh)
+        gh_ok = gh.has_solution and gh_report.feasible
         if warm is not None and not gh_ok:  # kept replicas can block the budget a fresh plan needs
-            fresh = solve(ci, "gh")
-            if fresh.has_solution and check_result(ci, fresh).feasible:
-                gh, gh_ok = fresh, True
+            with out.stage("gh"):
+                fresh = solve(ci, "gh")
+            with out.stage("check"):
+                fresh_report = check_result(ci, fresh)
+            if fresh.has_solution and fresh_report.feasible:
+                gh, gh_report, gh_ok = fresh, fresh_report, True
         out.solve_seconds["gh"] = gh.seconds
-        result, trigger = None, None
+        trigger, agh_trigger = None, None   # agh_trigger: AGH follows the GH plan
         if in_force is None:
-            result, trigger = gh, "startup"
+            trigger = "startup"
         elif out.drift and (dwell_ok or not in_force_ok):
-            result, trigger = gh, "drift"
+            trigger, agh_trigger = "window", "drift"
         elif not in_force_ok:
-            result, trigger = gh, "window"
+            trigger, agh_trigger = "window", None if gh_ok else "window"
         elif gh_ok and dwell_ok and in_force_cost is not None and \
                 gh.objective < in_force_cost * (1 - self.improve_threshold):
-            result, trigger = gh, "window"
-        if result is None:
+            trigger = "window"
+        if trigger is None:
             out.kept_reason = "plan in force still feasible" + ("" if dwell_ok else " (dwell)")
+            out.stage_seconds["total"] = time.perf_counter() - t_start
             return out
 
-        if trigger in ("drift", "startup") or not gh_ok:
-            agh = solve(ci, "agh", deadline_s=self.s.agh_deadline_s, seed=state["epoch"],
-                        warm_start=warm, prev_replicas=warm[0] if warm is not None else None,
-                        switch_cost_per_gpu=self.s.switch_cost_per_gpu if warm is not None else 0.0)
-            out.solve_seconds["agh"] = agh.seconds
-            agh_ok = agh.has_solution and check_result(ci, agh).feasible
-            if agh_ok or not gh_ok:
-                result = agh
-        report = check_result(ci, result)
+        result, report = gh, gh_report
+        if trigger == "startup":  # nothing is in force, so nothing to publish before AGH
+            agh = self._agh(out, ci, state["epoch"], None)
+            with out.stage("check"):
+                agh_report = check_result(ci, agh)
+            if (agh.has_solution and agh_report.feasible) or not gh_ok:
+                result, report = agh, agh_report
+        self._publish_plan(out, state, window, closed_at, inst, ci, result, report, trigger, startup)
+        if agh_trigger is not None:
+            out.follow_up = FollowUp(epoch=state["epoch"], trigger=agh_trigger, window=window,
+                                     closed_at=closed_at, instance=inst, ci=ci, prev_replicas=warm[0],
+                                     gh=gh, gh_report=report)
+        out.stage_seconds["total"] = time.perf_counter() - t_start
+        return out
+
+    def follow_up(self, state: dict[str, Any], fu: FollowUp) -> Decision:
+        """AGH for a window whose GH plan is already out (drift, or no valid GH plan), warm-started
+        from that GH plan, with the switch cost counted against the replicas in force before it.
+        Its plan is published as the next epoch unless GH's is better: a valid AGH plan goes out
+        when its cost plus switch cost is no more than GH's (or GH's is invalid); when neither is
+        valid, AGH's goes out if it leaves `improve_threshold` less demand unserved."""
+        out = Decision()
+        t_start = time.perf_counter()
+        if state["epoch"] != fu.epoch:
+            out.kept_reason = "AGH of a superseded epoch"
+            return out
+        ci = fu.ci
+        agh = self._agh(out, ci, fu.epoch - 1, (fu.gh.replicas, fu.gh.x), fu.prev_replicas)
+        with out.stage("check"):
+            report = check_result(ci, agh)
+        switch = lambda rep: self.s.switch_cost_per_gpu * float(  # noqa: E731
+            np.abs(np.asarray(rep) - fu.prev_replicas) @ ci.cand_ngpu)
+        if not self._better(ci, report if agh.has_solution else None, fu.gh_report,
+                            switch(agh.replicas) - switch(fu.gh.replicas)):
+            out.kept_reason = "the GH plan is better than AGH's"
+        else:
+            self._publish_plan(out, state, fu.window, fu.closed_at, fu.instance, ci, agh, report,
+                               fu.trigger, startup=False)
+        out.stage_seconds["total"] = time.perf_counter() - t_start
+        return out
+
+    def _agh(self, out: Decision, ci: CompiledInstance, seed: int, warm: tuple[Any, Any] | None,
+             prev_replicas: Any = None) -> SolveResult:
+        """AGH from a warm start, with the switch cost against `prev_replicas` damping churn."""
+        with out.stage("agh"):
+            agh = solve(ci, "agh", deadline_s=self.s.agh_deadline_s, seed=seed, warm_start=warm,
+                        prev_replicas=prev_replicas,
+                        switch_cost_per_gpu=self.s.switch_cost_per_gpu if prev_replicas is not None else 0.0)
+        out.solve_seconds["agh"] = agh.seconds
+        return agh
+
+    def _better(self, ci: CompiledInstance, new: Report | None, old: Report, extra_switch: float) -> bool:
+        """Should AGH's plan `new` replace GH's plan `old` (both for the same window)?
+        `extra_switch`: AGH's switch cost minus GH's, both against the plan in force before."""
+        if new is None:
+            return False
+        if new.feasible != old.feasible:
+            return new.feasible
+        if new.feasible:  # AGH's own objective; it starts from GH's plan, so ties are common
+            return new.cost_per_hour + extra_switch <= old.cost_per_hour * (1 + 1e-9) + 1e-9
+        if any(v.constraint not in ("served", "accuracy") for v in new.violations):
+            return False  # a degraded plan still keeps budget, inventory and capacity
+        unserved = lambda r: sum(ci.lam[i] * max(0.0, 1.0 - r.served.get(q, 0.0))  # noqa: E731
+                                 for i, q in enumerate(ci.qt_ids))
+        return unserved(new) < unserved(old) * (1 - self.improve_threshold) - 1e-9
+
+    def _publish_plan(self, out: Decision, state: dict[str, Any], window: DemandWindow,
+                      closed_at: float | None, inst: Instance, ci: CompiledInstance, result: SolveResult,
+                      report: Report, trigger: str, startup: bool) -> None:
+        """Append the plan's AllocationEvent (epoch + 1, adopted as the plan in force) and,
+        for AGH plans, its audit request."""
         degraded = not (result.has_solution and report.feasible)
         explanation = list(result.explanation)
         if degraded:
             trigger = "degraded"
             explanation = explanation or route_reasons(ci) or [
                 "demand exceeds what the budget and GPU inventory can serve"]
-        event = AllocationEvent(
-            fleet_id=window.fleet_id, epoch=state["epoch"] + 1, trigger=trigger,
-            method=result.method if result.method in ("gh", "agh", "milp", "cpsat") else "gh",
-            status=result.status.value, plan=Plan.model_validate(to_plan(ci, result)),
-            cost_per_hour=report.cost_per_hour, gpu_cost_per_hour=report.gpu_cost_per_hour,
-            switch_cost=float(result.stats.get("switch_cost", 0.0)), degraded=degraded,
-            explanation=explanation, demand=rates, window_end=None if startup else window.window_end,
-            created_at=time.time(), solve_seconds=result.seconds,
-            gate_route=self._gate_route(ci, result) if not degraded else None,
-            window_closed_at=closed_at)
-        self._adopt(state, event, None if startup else window.window_end)
-        out.events.append(event)
-        if self.s.audit_enabled and event.method == "agh" and not degraded:
-            out.audits.append(AuditRequest(
-                fleet_id=window.fleet_id, epoch=event.epoch, instance=inst, plan=event.plan,
-                method=self.s.audit_method, time_limit_s=self.s.audit_time_limit_s,
-                created_at=time.time()))
-        return out
+        with out.stage("gate_route"):
+            gate_route = self._gate_route(ci, result) if not degraded else None
+        with out.stage("event"):
+            event = AllocationEvent(
+                fleet_id=window.fleet_id, epoch=state["epoch"] + 1, trigger=trigger,
+                method=result.method if result.method in ("gh", "agh", "milp", "cpsat") else "gh",
+                status=result.status.value, plan=Plan.model_validate(to_plan(ci, result)),
+                cost_per_hour=report.cost_per_hour, gpu_cost_per_hour=report.gpu_cost_per_hour,
+                switch_cost=float(result.stats.get("switch_cost", 0.0)), degraded=degraded,
+                explanation=explanation, demand={q: float(r) for q, r in zip(ci.qt_ids, ci.lam)},
+                window_end=None if startup else window.window_end, created_at=time.time(),
+                solve_seconds=result.seconds, gate_route=gate_route, window_closed_at=closed_at)
+            self._adopt(state, event, None if startup else window.window_end)
+            out.events.append(event)
+            if self.s.audit_enabled and event.method == "agh" and not degraded:
+                out.audits.append(AuditRequest(
+                    fleet_id=window.fleet_id, epoch=event.epoch, instance=inst, plan=event.plan,
+                    method=self.s.audit_method, time_limit_s=self.s.audit_time_limit_s,
+                    created_at=time.time()))
 
     def on_startup(self, state: dict[str, Any], fleet_id: str, now: float) -> Decision:
         """A first plan from the catalog's default demand, so routers have one before the first
@@ -238,32 +345,56 @@ class Planner:
         state["method"] = event.method
 
     def _gate_route(self, ci: Any, result: Any) -> dict[str, dict[str, Any]] | None:
-        """Gate-and-route parameters per deployment (see controller/gate_route_params.py)."""
+        """Gate-and-route parameters per deployment (see controller/gate_route_params.py).
+
+        `iteration_telemetry` (an IterationTelemetry the Controller attaches; absent: spec
+        models only) supplies iteration models fitted to the engines' reported timings."""
         if self.s.gate_route == "off":
             return None
         from .gate_route_params import gate_route_for_plan  # imports the fluid LP only when used
 
-        return gate_route_for_plan(self.catalog, ci, result, force=self.s.gate_route == "on") or None
+        return gate_route_for_plan(self.catalog, ci, result, force=self.s.gate_route == "on",
+                                   iterations=getattr(self, "iteration_telemetry", None)) or None
 
 
-def audit_plan(request: AuditRequest) -> AuditReport:
-    """Run the exact solver on an audit request (called in a separate process)."""
+def audit_plan(request: AuditRequest, deadline_at: float | None = None,
+               on_partial: Callable[[AuditReport], None] | None = None) -> AuditReport:
+    """Run the exact solver on an audit request (called in a separate process).
+
+    With `deadline_at` (a time.time() instant) the solve gets what remains of the time limit.
+    For the MILP, the LP relaxation is solved first and handed to `on_partial` as a report
+    with a proven bound (and so the plan's gap), so an audit cut short at its deadline still
+    reports how far from optimal the plan in force can be.
+    """
     t0 = time.perf_counter()
+    deadline_at = deadline_at if deadline_at is not None else time.time() + request.time_limit_s
     spec = request.instance.to_spec()
     ci = compile_instance(spec)
     plan = request.plan.to_spec()
     plan_cost = check_plan(ci, plan, spec).cost_per_hour
+
+    def report(status: str, best: float | None, bound: float | None, better: Plan | None) -> AuditReport:
+        bound = bound if bound is not None and np.isfinite(bound) else None
+        gap = max(0.0, (plan_cost - bound) / plan_cost) if bound is not None and plan_cost > 0 else None
+        return AuditReport(fleet_id=request.fleet_id, epoch=request.epoch, method=request.method,
+                           status=status, plan_cost=plan_cost, best_cost=best, bound=bound, gap=gap,
+                           better_plan=better, seconds=time.perf_counter() - t0, created_at=time.time())
+
+    lb = None
+    if request.method == "milp" and on_partial is not None:
+        from solvers.cpsat import lp_bound
+
+        lb = lp_bound(ci, time_limit_s=max(0.05, deadline_at - time.time()))
+        # the plan in force is a feasible incumbent (the MILP starts from it), so this is
+        # already a "feasible" audit: no better plan known yet, and a proven bound
+        on_partial(report("feasible", plan_cost, lb, None))
     warm = from_plan(ci, plan)
-    res = solve(ci, request.method, time_limit_s=request.time_limit_s, warm_start=warm)
+    # leave a twentieth of the limit for reading the solution back and reporting it
+    limit = max(0.05, deadline_at - time.time() - 0.05 * request.time_limit_s)
+    res = solve(ci, request.method, time_limit_s=limit, warm_start=warm)
     better = None
-    best = res.objective if res.has_solution else None
     if res.has_solution and check_result(ci, res).feasible and res.objective < plan_cost - 1e-9:
         better = Plan.model_validate(to_plan(ci, res))
-    gap = None
-    if res.bound is not None and plan_cost > 0:
-        gap = max(0.0, (plan_cost - res.bound) / plan_cost)
-    return AuditReport(fleet_id=request.fleet_id, epoch=request.epoch, method=request.method,
-                       status=res.status.value, plan_cost=plan_cost, best_cost=best,
-                       bound=res.bound if res.bound is None or np.isfinite(res.bound) else None,
-                       gap=gap, better_plan=better, seconds=time.perf_counter() - t0,
-                       created_at=time.time())
+    bounds = [b for b in (lb, res.bound) if b is not None and np.isfinite(b)]
+    return report(res.status.value, res.objective if res.has_solution else None,
+                  max(bounds) if bounds else None, better)

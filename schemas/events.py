@@ -63,6 +63,8 @@ class AuditReport(Frozen):
     gap: NonNegFloat | None = Field(default=None, description="(plan_cost - bound) / plan_cost")
     better_plan: Plan | None = None
     seconds: NonNegFloat
+    deadline_hit: bool = Field(default=False, description="the solve was cut off at its deadline; "
+                                                          "bound and gap come from the LP relaxation")
     created_at: float
 
 
@@ -74,5 +76,9 @@ class DeadLetter(Frozen):
     partition: int | None = None
     offset: int | None = None
     reason: str
-    original_b64: str = Field(description="the original message value, base64")
+    original_b64: str = Field(description="the original message value, base64 (only its "
+                                          "first bytes when `truncated`)")
+    original_size: int | None = Field(default=None, ge=0, description="bytes of the original value")
+    original_sha256: str | None = Field(default=None, description="hex digest of the whole original value")
+    truncated: bool = Field(default=False, description="original_b64 holds only a prefix")
     received_at: float

@@ -11,7 +11,7 @@ from .demand import DemandWindow
 from .events import AllocationEvent, AuditReport, AuditRequest, DeadLetter
 from .instance import Instance
 from .plan import Plan
-from .telemetry import RequestRecord, TelemetryBatch
+from .telemetry import IterationBatch, RequestRecord, TelemetryBatch
 
 MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "instance": Instance,
@@ -19,6 +19,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "catalog": Catalog,
     "request_record": RequestRecord,
     "telemetry_batch": TelemetryBatch,
+    "iteration_batch": IterationBatch,
     "demand_window": DemandWindow,
     "allocation_event": AllocationEvent,
     "audit_request": AuditRequest,

@@ -1,8 +1,11 @@
-"""Request telemetry: one record per message, or a columnar batch of many.
+"""Request telemetry: one record per message, or a columnar batch of many; and iteration timings.
 
 High-rate producers send `TelemetryBatch` messages: columns instead of rows keep
 decoding cost per record low (pydantic-core validates a list of floats in Rust,
-then the controller aggregates with numpy).
+then the controller aggregates with numpy). Serving engines that run gate-and-route also
+send `IterationBatch` messages (kind "iterations"): per engine iteration, the prefill chunk
+tokens C, the decode batch size and the iteration's duration, from which the controller fits
+the iteration model tau(C) = alpha + beta C (controller/iteration_telemetry.py).
 """
 from __future__ import annotations
 
@@ -81,7 +84,46 @@ class TelemetryBatch(Frozen):
         return cls.model_validate(data)
 
 
-class TelemetryMessage(Frozen):
-    """Either shape, discriminated by `kind` (what the telemetry topic carries)."""
+MAX_DECODE_BATCH = 65_536
+MAX_ITERATION_S = 3600.0
+_ITERATION_COLUMNS = ("ts", "chunk_tokens", "decode_batch", "iteration_s")
 
-    message: Annotated[RequestRecord | TelemetryBatch, Field(discriminator="kind")]
+
+class IterationBatch(Frozen):
+    """Engine iteration timings of one deployment, in columns (one entry per iteration).
+
+    `chunk_tokens` is the prefill chunk C the iteration processed (0: a decode-only
+    iteration), `decode_batch` the decodes it advanced, `iteration_s` its wall duration.
+    Every iteration does some work (C > 0 or a decode batch > 0).
+    """
+
+    kind: Literal["iterations"] = "iterations"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    producer: str = Field(default="unknown", max_length=200)
+    deployment: Id = Field(description="deployment id of the allocation plan")
+    ts: list[Annotated[float, Field(ge=0)]] = Field(
+        min_length=1, max_length=100_000, description="event time each iteration ended")
+    chunk_tokens: list[Annotated[int, Field(ge=0, le=MAX_TOKENS)]]
+    decode_batch: list[Annotated[int, Field(ge=0, le=MAX_DECODE_BATCH)]]
+    iteration_s: list[Annotated[float, Field(gt=0, le=MAX_ITERATION_S)]]
+
+    @model_validator(mode="after")
+    def _equal_lengths_and_work(self) -> IterationBatch:
+        n = len(self.ts)
+        for name in _ITERATION_COLUMNS[1:]:
+            col = getattr(self, name)
+            if len(col) != n:
+                raise ValueError(f"column {name} has {len(col)} values, ts has {n}")
+        idle = [k for k, (c, b) in enumerate(zip(self.chunk_tokens, self.decode_batch)) if c == 0 and b == 0]
+        if idle:
+            raise ValueError(f"iterations {idle[:10]} have neither prefill tokens nor decodes")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class TelemetryMessage(Frozen):
+    """Any telemetry shape, discriminated by `kind` (what the telemetry topic carries)."""
+
+    message: Annotated[RequestRecord | TelemetryBatch | IterationBatch, Field(discriminator="kind")]

@@ -310,7 +310,11 @@ Instances (grid drawn in the paper's ranges, seed 7):
 
 ![frontiers](figures/gate_route_sli_frontiers.png)
 """
-    (out / "gate_route.md").write_text(text)
+    path = out / "gate_route.md"  # keep the hand-written fleet section (<!-- fleet:begin/end -->)
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.find("<!-- fleet:begin -->"):old.find("<!-- fleet:end -->") + len("<!-- fleet:end -->")] \
+        if "<!-- fleet:begin -->" in old and "<!-- fleet:end -->" in old else ""
+    path.write_text(text + (f"\n{kept}\n" if kept else ""))
 
 
 if __name__ == "__main__":

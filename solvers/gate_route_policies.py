@@ -23,7 +23,10 @@ same few fields. Each policy is three choices (arXiv 2602.02987 sections 4-6, Fi
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from solvers.fluid_lp import (
     FluidSolution,
@@ -46,6 +49,8 @@ __all__ = [
     "fg_sp",
     "gate_and_route_literal",
     "BASELINES",
+    "PrefillGate",
+    "policy_from_params",
 ]
 
 _LAYOUTS = {"static", "shared"}
@@ -191,3 +196,117 @@ def fg_sp(inst: GateRouteInstance, n: int, lp: FluidSolution | None = None) -> G
 
 BASELINES = {"fi_wsp": fi_wsp, "gi_wsp": gi_wsp, "gf_wsp": gf_wsp, "fg_sp": fg_sp}
 
+
+
+class PrefillGate:
+    """Which waiting class a free prefill slot takes under ``policy`` with ``n`` replicas.
+
+    One rule for every simulator (solvers.gate_route_sim, controller.gate_route_pool), so the
+    fleet's pools and the standalone model admit identically. ``queues[i]`` holds class i's
+    waiting jobs in arrival order; ``head_time(job)`` is a job's arrival time (only the fcfs
+    admission reads it; default: the job is its arrival time). ``buffered[i]`` counts class
+    i's prefilled jobs waiting for a decode slot (the backpressure signal).
+
+    ``work_conserving`` lets a slot that no targeted class may take start a class the plan
+    gives no prefill share (x*_i = 0), oldest head first, instead of idling: the fleet needs it
+    because the allocation plan, not the fluid LP, decides which traffic a pool serves.
+    """
+
+    __slots__ = ("admission", "cap", "x_t", "nx", "nq", "prio_order", "bp_on", "bp_thr",
+                 "head_time", "work_conserving", "n_classes")
+
+    def __init__(self, policy: GateRoutePolicy, n: int,
+                 head_time: Callable[[Any], float] | None = None,
+                 work_conserving: bool = False) -> None:
+        self.n_classes = len(policy.x_target)
+        self.admission = policy.admission
+        self.cap = policy.cap
+        self.x_t = [float(v) for v in policy.x_target]
+        self.nx = [n * float(v) for v in policy.x_target]
+        self.nq = [n * float(v) for v in policy.q_target]
+        self.prio_order = sorted(range(self.n_classes), key=lambda i: -policy.priority[i])
+        self.bp_on = policy.backpressure is not None
+        self.bp_thr = float(policy.backpressure or 0.0) * math.sqrt(n)
+        self.head_time = head_time
+        self.work_conserving = work_conserving
+
+    def closed(self, buffered: Sequence[int]) -> bool:
+        """Backpressure: no new prefill while more decodes than the threshold wait."""
+        return self.bp_on and sum(buffered) > self.bp_thr
+
+    def pick(self, X: Sequence[int], queues: Sequence[Sequence[Any]], buffered: Sequence[int]) -> int:
+        """Class whose head-of-line job the slot should start, or -1 (stay idle)."""
+        if self.bp_on and sum(buffered) > self.bp_thr:
+            return -1
+        best = -1
+        cap, nx = self.cap, self.nx
+        if self.admission == "occupancy":
+            x_t, nq = self.x_t, self.nq
+            bxi = bq = 0.0
+            for i in range(self.n_classes):
+                ql = len(queues[i])
+                if ql and x_t[i] > 0.0:
+                    if cap and X[i] >= nx[i]:
+                        continue
+                    xi = (X[i] - nx[i]) / x_t[i]
+                    dq = ql - nq[i]
+                    if best < 0 or xi < bxi or (xi == bxi and dq > bq):
+                        best, bxi, bq = i, xi, dq
+        elif self.admission == "priority":
+            for i in self.prio_order:
+                if queues[i] and not (cap and X[i] >= nx[i]):
+                    return i
+        else:  # fcfs across classes
+            ht = self.head_time
+            bt = 0.0
+            for i in range(self.n_classes):
+                q = queues[i]
+                if q and not (cap and X[i] >= nx[i]):
+                    h = q[0] if ht is None else ht(q[0])
+                    if best < 0 or h < bt:
+                        best, bt = i, h
+        if best < 0 and self.work_conserving:
+            best = self._oldest_untargeted(queues)
+        return best
+
+    def _oldest_untargeted(self, queues: Sequence[Sequence[Any]]) -> int:
+        """The waiting class without a prefill target whose head arrived first, or -1."""
+        ht = self.head_time
+        best, bt = -1, 0.0
+        for i in range(self.n_classes):
+            q = queues[i]
+            if q and self.x_t[i] <= 0.0:
+                h = q[0] if ht is None else ht(q[0])
+                if best < 0 or h < bt:
+                    best, bt = i, h
+        return best
+
+
+def policy_from_params(params: Mapping[str, Any]) -> tuple[GateRoutePolicy, tuple[str, ...]]:
+    """The policy a router or engine applies from published parameters (solvers.gate_route).
+
+    Returns the policy (per-replica targets, as the LP states them) and the class ids in
+    its index order. Admission is the occupancy gate; ``router`` "randomised" gives the SLI
+    router (coupling "randomised"), anything else the greedy solo-first router.
+    """
+    n = int(params["replicas"])
+    if n < 1:
+        raise ValueError("replicas must be >= 1")
+    classes = params["classes"]
+    ids = tuple(classes)
+    get = lambda key, default=0.0: tuple(  # noqa: E731
+        float(classes[c].get(key, default) or 0.0) for c in ids)
+    bp = params.get("backpressure_jobs")
+    return GateRoutePolicy(
+        name=str(params.get("policy", "gate_and_route")),
+        layout="static",
+        admission="occupancy",
+        coupling="randomised" if params.get("router") == "randomised" else "decode_first",
+        cap=False,
+        x_target=tuple(v / n for v in get("prefill_target")),
+        q_target=tuple(v / n for v in get("prefill_queue_target")),
+        priority=tuple(1.0 for _ in ids),
+        mixed_replicas=max(0, min(n, int(params.get("mixed_replicas", 0)))),
+        solo_probability=get("solo_probability"),
+        backpressure=None if bp is None else float(bp) / math.sqrt(n),
+    ), ids

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.gate_route_instance import GateRouteInstance
-from solvers.gate_route_policies import GateRoutePolicy
+from solvers.gate_route_policies import GateRoutePolicy, PrefillGate
 
 __all__ = ["SimConfig", "SimResult", "simulate"]
 
@@ -118,17 +118,13 @@ def simulate(inst: GateRouteInstance, policy: GateRoutePolicy, config: SimConfig
 
     static = policy.layout == "static"
     coupling = policy.coupling
-    admission = policy.admission
-    cap = policy.cap
-    x_t = list(policy.x_target)
-    nx = [n * v for v in policy.x_target]
-    nq = [n * v for v in policy.q_target]
     p_solo = list(policy.solo_probability)
-    prio_order = sorted(range(I), key=lambda i: -policy.priority[i])
     M = policy.mixed_replicas if static else 0
     slow = bool(config.slow_idle_mixed)
-    bp_on = policy.backpressure is not None
-    bp_thr = float(policy.backpressure or 0.0) * math.sqrt(n)
+    prefill_gate = PrefillGate(policy, n)  # the admission rule, shared with the fleet simulator
+    gate_pick = prefill_gate.pick
+    gate_closed = prefill_gate.closed
+    bp_on = prefill_gate.bp_on
 
     # ---- replica state --------------------------------------------------------------
     KIND_SHARED, KIND_MIXED, KIND_SOLO = 0, 1, 2
@@ -197,37 +193,8 @@ def simulate(inst: GateRouteInstance, policy: GateRoutePolicy, config: SimConfig
                 _bag_add(*dbag[new][i], g)
         mode[g] = new
 
-    def gate() -> int:
-        """Class whose head-of-line job a free prefill slot should take, or -1."""
-        best = -1
-        if bp_on and sum(qd) > bp_thr:
-            return -1
-        if admission == "occupancy":
-            bxi = bq = 0.0
-            for i in range(I):
-                ql = len(qp[i])
-                if ql and x_t[i] > 0.0:
-                    if cap and X[i] >= nx[i]:
-                        continue
-                    xi = (X[i] - nx[i]) / x_t[i]
-                    dq = ql - nq[i]
-                    if best < 0 or xi < bxi or (xi == bxi and dq > bq):
-                        best, bxi, bq = i, xi, dq
-        elif admission == "priority":
-            for i in prio_order:
-                if qp[i] and not (cap and X[i] >= nx[i]):
-                    return i
-        else:  # fcfs across classes
-            bt = 0.0
-            for i in range(I):
-                if qp[i] and not (cap and X[i] >= nx[i]):
-                    h = qp[i][0]
-                    if best < 0 or h < bt:
-                        best, bt = i, h
-        return best
-
     def admit_on(g: int) -> bool:
-        c = gate()
+        c = gate_pick(X, qp, qd)
         if c < 0:
             return False
         qp[c].popleft()
@@ -300,7 +267,7 @@ def simulate(inst: GateRouteInstance, policy: GateRoutePolicy, config: SimConfig
     def wake_idle() -> None:
         """Backpressure released: idle prefill slots may admit again."""
         items = idle_pre[0]
-        while items and sum(qd) <= bp_thr:
+        while items and not gate_closed(qd):
             if not admit_on(items[int(rand() * len(items))]):
                 break
 

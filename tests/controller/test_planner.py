@@ -1,5 +1,8 @@
-"""Planner decisions without Kafka: startup, keep, drift -> AGH, degraded surge, audits."""
+"""Planner decisions without Kafka: startup, keep, drift -> GH at once then AGH, degraded
+surge, audits, per-query-type compile caching."""
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
@@ -46,12 +49,49 @@ def test_startup_keep_and_drift(catalog) -> None:
     d1 = pl.on_window(st, _window(1, {"code": 3.05, "conversation": 5.95}))
     assert d1.events == [] and d1.kept_reason
     w2 = _window(2, {"code": 12, "conversation": 30})
-    d2 = pl.on_window(st, w2)
-    (ev2,) = d2.events
-    assert ev2.epoch == 2 and ev2.trigger == "drift" and ev2.method == "agh"
+    d2 = pl.on_window(st, w2, closed_at=123.0)
+    (gh,) = d2.events  # the window path publishes GH at once; AGH is left to the follow-up
+    assert gh.epoch == 2 and gh.trigger == "window" and gh.method == "gh" and gh.window_closed_at == 123.0
     assert any(r.startswith("relative_change") for r in d2.drift)
-    _check(pl, w2, ev2)
-    assert st["epoch"] == 2 and st["plan_demand"]["conversation"] == 30
+    assert "agh" not in d2.stage_seconds and {"compile", "gh", "check", "event", "total"} <= set(d2.stage_seconds)
+    assert d2.audits == [] and d2.follow_up is not None and d2.follow_up.epoch == 2
+    _check(pl, w2, gh)
+    d3 = pl.follow_up(st, d2.follow_up)
+    (ev3,) = d3.events
+    assert ev3.epoch == 3 and ev3.trigger == "drift" and ev3.method == "agh" and ev3.window_end == w2.window_end
+    assert ev3.cost_per_hour <= gh.cost_per_hour * (1 + 1e-9)
+    assert d3.stage_seconds["agh"] > 0 and d3.audits and d3.audits[0].epoch == 3
+    _check(pl, w2, ev3)
+    assert st["epoch"] == 3 and st["plan_demand"]["conversation"] == 30 and st["method"] == "agh"
+    assert pl.follow_up(st, d2.follow_up).events == [], "a follow-up runs once per GH epoch"
+
+
+def test_follow_up_is_dropped_when_superseded_or_worse(catalog) -> None:
+    pl = _planner(catalog)
+    st = new_planner_state()
+    pl.on_window(st, _window(0, {"code": 3, "conversation": 6}))
+    fu = pl.on_window(st, _window(1, {"code": 12, "conversation": 30})).follow_up
+    assert fu is not None
+    cheap_gh = dataclasses.replace(fu, gh_report=dataclasses.replace(fu.gh_report, cost_per_hour=1e-6))
+    kept = pl.follow_up(st, cheap_gh)
+    assert kept.events == [] and "GH plan is better" in kept.kept_reason and st["epoch"] == fu.epoch
+    (newer,) = pl.on_window(st, _window(2, {"code": 1, "conversation": 2})).events  # demand falls: GH re-plans
+    stale = pl.follow_up(st, fu)
+    assert stale.events == [] and "superseded" in stale.kept_reason and st["epoch"] == newer.epoch
+
+
+def test_moved_token_bucket_recompiles_one_query_type(catalog) -> None:
+    pl = _planner(catalog)
+    st = new_planner_state()
+    pl.on_window(st, _window(0, {"code": 3, "conversation": 6}))
+    before = pl.compile_cache.compiled
+    w = _window(1, {"code": 3, "conversation": 6})
+    longer = w.demand[0].model_copy(update={"input_tokens_mean": w.demand[0].input_tokens_mean * 1.2})
+    pl.on_window(st, w.model_copy(update={"demand": [longer, w.demand[1]]}))
+    assert pl.compile_cache.compiled == before + 1
+    spec = pl.instance_for(w.model_copy(update={"demand": [longer, w.demand[1]]})).to_spec()
+    got, want = pl.compiled(spec), compile_instance(spec)
+    assert got.n_routes == want.n_routes and (got.mu == want.mu).all() and (got.route_cand == want.route_cand).all()
 
 
 def test_dwell_time_blocks_voluntary_changes(catalog) -> None:
@@ -67,13 +107,20 @@ def test_infeasible_surge_is_degraded_then_recovers(catalog) -> None:
     st = new_planner_state()
     pl.on_window(st, _window(0, {"code": 2, "conversation": 4}))
     surge = _window(1, {"code": 400, "conversation": 900})
-    (ev,) = pl.on_window(st, surge).events
-    assert ev.degraded and ev.trigger == "degraded" and ev.explanation
+    d = pl.on_window(st, surge)
+    (ev,) = d.events
+    assert ev.degraded and ev.trigger == "degraded" and ev.explanation and ev.method == "gh"
     assert ev.gpu_cost_per_hour <= 15.0 + 1e-6
     _check(pl, surge, ev)
+    assert d.follow_up is not None, "AGH gets its chance after the degraded GH plan is out"
+    for agh in pl.follow_up(st, d.follow_up).events:  # published only if it leaves less unserved
+        assert agh.degraded and agh.method == "agh" and agh.epoch == ev.epoch + 1
+        assert agh.gpu_cost_per_hour <= 15.0 + 1e-6
+        _check(pl, surge, agh)
     calm = _window(2, {"code": 2, "conversation": 4})
+    epoch = st["epoch"]
     (back,) = pl.on_window(st, calm).events
-    assert not back.degraded and back.epoch == ev.epoch + 1
+    assert not back.degraded and back.epoch == epoch + 1
     _check(pl, calm, back)
 
 
@@ -131,7 +178,8 @@ def test_startup_plan_from_catalog_defaults(catalog) -> None:
     assert st["plan_at"] is None, "the dwell time starts with the first real window"
     assert pl.on_startup(st, "f", now=1_700_000_001.0).events == [], "only once"
     d = pl.on_window(st, _window(0, {"code": 30, "conversation": 60}))
-    assert d.events and d.events[0].trigger == "drift" and d.events[0].epoch == 2
+    assert d.events and d.events[0].method == "gh" and d.events[0].epoch == 2
+    assert d.follow_up is not None and d.follow_up.trigger == "drift"
 
 
 def test_demand_hold_plans_for_the_recent_peak(catalog) -> None:
