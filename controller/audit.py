@@ -162,13 +162,7 @@ class AuditRunner:
 
     def _kill(self) -> None:
         """Kill the audit process and start its successor at once (it imports in the background)."""
-        proc, self._proc = self._proc, None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if proc is not None and proc.is_alive():
-            proc.kill()
-            proc.join(5)
+        self.close()
         self.kills += 1
         self._start()
 
