@@ -1,20 +1,34 @@
-"""AGH: multi-start GH + local search + GPU consolidation, under a wall-clock deadline.
+"""AGH: multi-start GH + MILP moves + local search + consolidation, under a wall-clock deadline.
 
 Paper section 5, made stronger where it was cheap to do so:
 
 * **multi-start**: the paper's orders (arrival rate, error bound, footprint; each ascending
   and descending) plus seeded random orders with a jittered M2 look-ahead weight;
-* **local search** (ruin and recreate): take one or two deployments out, re-serve their
-  traffic with the greedy (which fills spare capacity first and may pick a cheaper tier or
-  (tp, pp)), accept only feasible improvements. Relocating traffic fractions between
-  active deployments is done exactly: for fixed replicas the best routing is a small LP
-  (solvers.route_lp), solved over active routes only;
-* **pool polishing** (optional, `polish=True`): a small MILP over the deployments used by
-  the best plans, their same-model alternatives and each query type's cheapest options
-  (a few dozen candidates), warm-started from the incumbent and cut off by the deadline;
-* **consolidation**: rebalance with the LP (secondary objective: fractional replica cost,
-  which empties expensive replicas), trim idle replicas, then remove replicas one at a time
-  and whole deployments (merging their traffic into the others) while the LP stays feasible.
+* **pool polish** (`polish=True`): the exact model over a pool of a few dozen candidates
+  (the best starts' deployments, their same-model siblings, each query type's best
+  options; solvers.agh_pools), solved by HiGHS with a time limit (solvers.pool_milp);
+* **local search** (`local_search=True`): add-drop (add a replica, let the routing LP move
+  traffic onto it, drop a dearer deployment it makes redundant) and ruin-and-recreate (take
+  one or two deployments out, re-serve their traffic with the greedy). For fixed replicas
+  the best routing is a small LP over active routes (solvers.active_routes);
+* **large-neighbourhood MILPs** (`lns=True`): keep every deployment of the incumbent but one
+  or two, and re-decide those jointly with their variants and the options of the query
+  types they serve. With most replicas fixed these MILPs mostly take 10-100 ms, so AGH can
+  afford many of them when the deadline allows; a last, wider one frees everything but
+  the dearest deployment;
+* **consolidation** (`consolidate=True`): rebalance with the LP (secondary objective:
+  fractional replica cost, which empties expensive replicas), trim idle replicas, then
+  remove whole deployments and single replicas while the LP still routes everything.
+
+Why MILP moves: optimal fleets here are a handful of replicas whose value comes from how
+they pack together (one large "hub" deployment plus a few cheap replicas that carry the
+awkward remainder and the accuracy mix). Greedy construction and single-deployment moves
+stall one or two swaps away from such fleets; an exact re-decision of a small neighbourhood
+finds those swaps directly. HiGHS needs ~0.1-0.5 s to find a pool's optimum at (20,20,20)
+(its root cut loop dominates) and more at (30,30,30), so at the default 0.5 s deadline the
+first polish MILP gets most of the time and the gap left depends on whether its pool holds
+the optimal deployments; longer deadlines let the neighbourhood MILPs close the rest
+(docs/benchmarks.md, "Solvers").
 
 The objective minimised is the spec section 5 cost plus, when re-planning, the section 6
 switch cost against `prev_replicas` (reported in stats["switch_cost"], not in objective).
@@ -22,30 +36,45 @@ Infeasible-by-demand instances yield the least-penalised plan found, with explan
 """
 from __future__ import annotations
 
+import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._typing import FloatArray, IntArray
+from .active_routes import ActiveRoutes, wsum
+from .agh_pools import PoolBuilder
 from .compile import CompiledInstance
-from .greedy import (EPS, Prep, State, construct, default_order, finish, prepare,
-                     trim_replicas)
-from .result import SolveResult, objective
-from .milp import solve_milp
-from .route_lp import clean, route_lp
-from .subproblem import lift, restrict
+from .greedy import Prep, State, construct, default_order, finish, prepare
+from .pool_milp import expected_overrun_s, pool_duals, solve_pool
+from .result import SolveResult
 
 DEFAULT_STARTS = 12
-POLISH_SHARE = 0.85 # share of the time left that the first pool MILP may use
-POOL_MAX = 80
-POLISH_S_PER_QT2 = 0.004  # pool MILPs pay off only with >= this x (query types)^2 seconds
-POLISH_GAP = 0.002  # relative MIP gap of pool MILPs (well inside the 1 % target)
+START_SHARE = 0.1     # at most this share of the deadline goes to greedy starts
+POOL_PLANS = 2        # best distinct starts whose deployments seed add-drop's list
+POOL_SIBLINGS = 2     # same-model alternatives per deployment in that list
+POLISH_LEVELS = ((2, 2, 1), (4, 4, 2), (8, 8, 3))  # polish pools: (starts, siblings, options
+#                                                   per query type and key), widened in turn
+POLISH_POOL = 40      # the first polish MILP: the widest level with at most this many candidates
+POLISH_SHARE = 0.9    # a polish MILP may use this share of the time left, but no more
+POLISH_MIN_S = 0.35   # than the larger of this and
+POLISH_CAP = 0.3      # this share of the deadline (the rest goes to neighbourhood MILPs)
+POLISH_LINKS = True   # x_r <= r_d rows in the polish MILP (stronger LP relaxation)
+PRICED = 10           # candidates priced in (by LP duals) from the second polish MILP on
+LNS_VARIANTS = 6      # variants per freed deployment in a neighbourhood MILP
+LNS_DEPTH = 2         # per-query-type options (per key) of the freed traffic
+LNS_MIN_S = 0.1       # time limit of one neighbourhood MILP: at least this, or
+LNS_SHARE = 0.25      # this share of the time left
+MILP_GAP = 0.002      # relative MIP gap of every MILP move (well inside the 1 % target)
+ACC_TOL = 1e-9        # served-traffic error excess tolerated in a plan (validator: 1e-6)
+FINISH_S_PER_ROUTE = 1.2e-7  # time kept for the final validation pass (finish), per route
 
 
 @dataclass(frozen=True)
 class _Plan:
-    excess: float      # demand-weighted unserved fraction above max_unserved (0 = valid)
+    excess: float      # demand-weighted unserved fraction above max_unserved + accuracy
+    #                    excess (0 = valid)
     cost: float        # objective + switch cost (what AGH minimises)
     rep: IntArray
     x: FloatArray
@@ -68,18 +97,22 @@ class _Ctx:
     sw: float
     m2: bool
     m3: bool
+    ar: ActiveRoutes
+    build_s: float = 0.0   # slowest full greedy pass so far (a start is begun only if it fits)
     lp_calls: int = 0
+    milps: int = 0
     evals: int = 0
+    adds: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def left(self) -> float:
         return self.t_end - time.perf_counter()
 
     def plan(self, rep: IntArray, x: FloatArray) -> _Plan:
-        ci = self.ci
         self.evals += 1
-        served = np.bincount(ci.route_qt, weights=x, minlength=ci.n_qt)
-        excess = float(np.sum(ci.lam * np.maximum(1.0 - served - ci.max_unserved, 0.0)))
-        return _Plan(excess, objective(ci, rep, x) + self.switch(rep), rep, x)
+        rs = self.ar.support(x)
+        # accuracy counts too: a repair that scales traffic down (clean) can break it
+        excess = self.ar.excess(x, ACC_TOL, rs)
+        return _Plan(excess, self.ar.cost(rep, x, rs) + self.switch(rep), rep, x)
 
     def switch(self, rep: IntArray) -> float:
         if self.prev is None or self.sw <= 0:
@@ -90,8 +123,8 @@ class _Ctx:
         if self.left() <= 0.002:
             return None
         self.lp_calls += 1
-        return route_lp(self.ci, rep, consolidate=consolidate,
-                        time_limit_s=max(self.left() - 0.003, 0.001))
+        return self.ar.route_lp(rep, consolidate=consolidate,
+                                time_limit_s=max(self.left() - 0.003, 0.001))
 
 
 def state_from(ci: CompiledInstance, p: Prep, rep: IntArray, x: FloatArray) -> State:
@@ -99,9 +132,11 @@ def state_from(ci: CompiledInstance, p: Prep, rep: IntArray, x: FloatArray) -> S
     s = State.empty(ci)
     s.rep = rep.astype(np.int64).copy()
     s.x = x.copy()
-    s.load = np.bincount(ci.route_cand, weights=p.lc * x, minlength=ci.n_cand)
-    s.rem = np.maximum(1.0 - np.bincount(ci.route_qt, weights=x, minlength=ci.n_qt), 0.0)
-    s.slack = -np.bincount(ci.route_qt, weights=p.ee * x, minlength=ci.n_qt)
+    rs = np.flatnonzero(x)
+    xs, qt = x[rs], ci.route_qt[rs]
+    s.load = wsum(ci.route_cand[rs], p.lc[rs] * xs, ci.n_cand)
+    s.rem = np.maximum(1.0 - wsum(qt, xs, ci.n_qt), 0.0)
+    s.slack = -wsum(qt, p.ee[rs] * xs, ci.n_qt)
     s.bud = float(ci.budget - rep @ ci.cand_cost)
     s.inv = ci.gpu_count - np.bincount(ci.cand_gpu, weights=rep * ci.cand_ngpu,
                                        minlength=len(ci.gpu_ids))
@@ -129,23 +164,26 @@ def start_orders(ci: CompiledInstance, p: Prep, n: int, seed: int) -> list[tuple
 
 
 def _build(ctx: _Ctx, order: IntArray, weight: float, state: State | None = None) -> _Plan:
+    t = time.perf_counter()
     s = construct(ctx.ci, ctx.p, order, m2=ctx.m2, m3=ctx.m3, state=state, future_weight=weight)
-    return ctx.plan(trim_replicas(ctx.ci, s.rep, s.x), s.x)
+    out = ctx.plan(ctx.ar.trim(s.rep, s.x), s.x)
+    if state is None:  # a full greedy pass: what the next one will cost
+        ctx.build_s = max(ctx.build_s, time.perf_counter() - t)
+    return out
 
+
+# ---- local moves ------------------------------------------------------------------------------
 
 def _rebalance(ctx: _Ctx, cur: _Plan) -> _Plan:
     """LP relocation of traffic + trimming of replicas it leaves idle."""
     x = ctx.lp(cur.rep, consolidate=1e-3)
     if x is None:
         return cur
-    rep = trim_replicas(ctx.ci, cur.rep, x)
-    if np.any(rep != cur.rep):
-        x2 = ctx.lp(rep)
-        x = x2 if x2 is not None else clean(ctx.ci, rep, x)
-    else:
-        x2 = ctx.lp(rep)
-        x = x2 if x2 is not None else x
-    cand = ctx.plan(rep, x)
+    rep = ctx.ar.trim(cur.rep, x)
+    x2 = ctx.lp(rep)
+    if x2 is None:
+        x2 = ctx.ar.clean(rep, x) if np.any(rep != cur.rep) else x
+    cand = ctx.plan(rep, x2)
     return cand if cand.better(cur) else cur
 
 
@@ -158,14 +196,15 @@ def _consolidate(ctx: _Ctx, cur: _Plan) -> _Plan:
         while changed and ctx.left() > 0:
             changed = False
             for d in np.argsort(-ci.cand_cost * cur.rep, kind="stable"):
-                if cur.rep[d] == 0 or ctx.left() <= 0:
+                # a lone replica was already tried as a whole deployment
+                if cur.rep[d] <= (0 if whole else 1) or ctx.left() <= 0:
                     continue
                 rep = cur.rep.copy()
                 rep[d] = 0 if whole else rep[d] - 1
                 x = ctx.lp(rep)
                 if x is None:
                     continue
-                cand = ctx.plan(trim_replicas(ci, rep, x), x)
+                cand = ctx.plan(ctx.ar.trim(rep, x), x)
                 if cand.better(cur):
                     cur, changed = cand, True
                     break
@@ -178,11 +217,11 @@ def _ruin_recreate(ctx: _Ctx, cur: _Plan) -> _Plan:
     active = [int(d) for d in np.argsort(-ci.cand_cost * cur.rep, kind="stable") if cur.rep[d] > 0]
     groups = [(d,) for d in active] + [(a, b) for k, a in enumerate(active) for b in active[k + 1:]]
     for g in groups:
-        if ctx.left() <= 0:
+        if ctx.left() <= ctx.build_s / 2:  # a re-serve is a partial greedy pass
             break
         rep, x = cur.rep.copy(), cur.x.copy()
-        gone = np.isin(ci.route_cand, g)
-        hit = np.unique(ci.route_qt[gone & (x > 0)])
+        gone = ctx.ar.routes_of(np.array(g))
+        hit = np.unique(ci.route_qt[gone[x[gone] > 0]])
         x[gone] = 0.0
         rep[list(g)] = 0
         s = state_from(ci, p, rep, x)
@@ -197,75 +236,176 @@ def _ruin_recreate(ctx: _Ctx, cur: _Plan) -> _Plan:
     return cur
 
 
-def _improve(ctx: _Ctx, cur: _Plan, local_search: bool, consolidate: bool) -> _Plan:
+def _add_drop(ctx: _Ctx, cur: _Plan, adds: IntArray) -> _Plan:
+    """Add one replica of a candidate, let the LP move traffic onto it, then drop a
+    deployment that costs more than the addition: a swap or merge that removal-only
+    consolidation cannot reach. First improvement wins."""
+    ci = ctx.ci
+    for d in adds:
+        if ctx.left() <= 0:
+            break
+        rep = cur.rep.copy()
+        rep[d] += 1
+        x = ctx.lp(rep, consolidate=1e-3)
+        if x is None:
+            continue
+        trial = ctx.plan(ctx.ar.trim(rep, x), x)
+        if trial.better(cur):
+            return _consolidate(ctx, trial)
+        rep = trial.rep
+        for e in np.argsort(-ci.cand_cost * rep, kind="stable"):
+            if ctx.left() <= 0 or ci.cand_cost[e] * rep[e] <= ci.cand_cost[d] + 1e-9:
+                break
+            if e == d:
+                continue
+            r2 = rep.copy()
+            r2[e] = 0
+            x2 = ctx.lp(r2)
+            if x2 is None:
+                continue
+            trial = ctx.plan(ctx.ar.trim(r2, x2), x2)
+            if trial.better(cur):
+                return _consolidate(ctx, trial)
+    return cur
+
+
+def add_candidates(ci: CompiledInstance, cur: _Plan, extra: IntArray) -> IntArray:
+    """Additions worth trying: one more replica of each active deployment, then `extra`
+    (the polish pool), cheapest first."""
+    active = np.flatnonzero(cur.rep > 0)
+    extra = np.setdiff1d(extra, active)
+    extra = extra[np.argsort(ci.cand_cost[extra], kind="stable")]
+    return np.concatenate([active[np.argsort(ci.cand_cost[active], kind="stable")], extra])
+
+
+def _improve(ctx: _Ctx, cur: _Plan, local_search: bool, consolidate: bool,
+             lns: LNS | None = None) -> _Plan:
+    """Consolidate, then the first improving move among: a neighbourhood MILP (exact and
+    cheap with most replicas fixed), add-drop, ruin-and-recreate; repeat until none helps."""
     while ctx.left() > 0:
         before = cur
         if consolidate:
             cur = _consolidate(ctx, cur)
+        if lns is not None and ctx.left() > 0:
+            nxt = lns.step(cur)
+            if nxt.better(cur):
+                cur = nxt
+                continue
         if local_search and ctx.left() > 0:
-            cur = _ruin_recreate(ctx, cur)
+            nxt = _add_drop(ctx, cur, add_candidates(ctx.ci, cur, ctx.adds))
+            cur = nxt if nxt.better(cur) else _ruin_recreate(ctx, cur)
         if not cur.better(before):
             break
     return cur
 
 
-def pool_candidates(ci: CompiledInstance, p: Prep, plans: list[_Plan], per_qt: int = 4,
-                    siblings: int = 10) -> IntArray:
-    """Deployments worth re-deciding jointly: those of the given plans, their cheapest
-    same-model replacements able to carry the same traffic, and per query type the
-    cheapest standalone and cheapest per-unit-of-service options."""
-    U = ci.max_utilization
-    out: list[IntArray] = []
-    d_r = ci.route_cand
-    alone = ci.cand_cost[d_r] * np.maximum(np.ceil(p.lc / U - 1e-9), 1.0)
-    unit = ci.cand_cost[d_r] * p.lc
-    for i in range(ci.n_qt):
-        rs = np.arange(p.starts[i], p.starts[i + 1])
-        rs = rs[p.open_ok[rs]]
-        for key in (alone[rs], unit[rs], np.where(p.ee[rs] <= EPS, alone[rs], np.inf)):
-            out.append(d_r[rs[np.argsort(key, kind="stable")[:per_qt]]])
-    for plan in plans:
-        for d in np.nonzero(plan.rep > 0)[0]:
-            out.append(np.array([d]))
-            rs = np.nonzero((ci.route_cand == d) & (plan.x > 0))[0]
-            qts, xs = ci.route_qt[rs], plan.x[rs]
-            same = np.nonzero(ci.cand_model == ci.cand_model[d])[0]
-            rr = p.ridx[np.ix_(qts, same)]
-            ok = np.all(rr >= 0, axis=0)
-            if not np.any(ok):
-                continue
-            same, rr = same[ok], rr[:, ok]
-            load = xs @ p.lc[rr]
-            cost = ci.cand_cost[same] * np.maximum(np.ceil(load / U - 1e-9), 1.0)
-            out.append(same[np.argsort(cost, kind="stable")[:siblings]])
-    return np.unique(np.concatenate(out))
+# ---- MILP moves -------------------------------------------------------------------------------
+
+def _milp(ctx: _Ctx, cands: IntArray, time_limit_s: float, fixed: dict[int, int] | None = None,
+          links: bool = False) -> tuple[_Plan | None, bool]:
+    """Pool MILP (solvers.pool_milp): (plan or None, whether the pool optimum was proven).
+    The routing is redone by the route LP, which keeps a margin against solver round-off."""
+    budget = min(time_limit_s, ctx.left() - 0.01)
+    routes = int(np.count_nonzero(ctx.p.ridx[:, cands] >= 0))
+    if len(cands) == 0 or budget < 0.01 + expected_overrun_s(routes):
+        return None, False
+    ctx.milps += 1
+    out = solve_pool(ctx.ci, cands, budget, fixed=fixed, prev=ctx.prev,
+                     switch_cost_per_gpu=ctx.sw, links=links, rel_gap=MILP_GAP)
+    if out is None:
+        return None, False
+    rep, x, proven = out
+    lp_x = ctx.lp(rep)
+    x = lp_x if lp_x is not None else ctx.ar.clean(rep, x)
+    return ctx.plan(ctx.ar.trim(rep, x), x), proven
 
 
-def _polish(ctx: _Ctx, plans: list[_Plan], share: float = 1.0) -> _Plan | None:
-    """Pool MILP warm-started from the best plan; None if no time or nothing better."""
-    ci = ctx.ci
-    budget = min(share * ctx.left(), 0.8 * ctx.left() - 0.05)  # HiGHS overruns its limit a bit
-    if budget < 0.03 or not plans:
-        return None
-    cands = pool_candidates(ci, ctx.p, plans)
-    if len(cands) > POOL_MAX:  # larger pools rarely finish in time: keep it small
-        cands = pool_candidates(ci, ctx.p, plans, per_qt=1, siblings=4)
-    sub, cmap, rmap = restrict(ci, cands)
-    best = plans[0]
-    warm = (best.rep[cmap], best.x[rmap])
-    prev = None if ctx.prev is None else ctx.prev[cmap]
-    orphan = 0.0
-    if ctx.prev is not None:
-        orphan = float(ctx.prev @ ci.cand_ngpu - ctx.prev[cmap] @ ci.cand_ngpu[cmap])
-    res = solve_milp(sub, time_limit_s=budget, warm_start=warm, prev_replicas=prev,
-                     switch_cost_per_gpu=ctx.sw, prev_orphan_gpus=orphan,
-                     params=f"log_to_console = false\nmip_rel_gap = {POLISH_GAP}")
-    ctx.lp_calls += 1
-    if not res.has_solution:
-        return None
-    rep, x = lift(ci, cmap, rmap, res.replicas, res.x)
-    x = clean(ci, rep, x)
-    return ctx.plan(trim_replicas(ci, rep, x), x)
+def neighbourhoods(ci: CompiledInstance, cur: _Plan) -> list[tuple[int, ...]]:
+    """Deployment groups to free, cheapest MILPs first: each deployment alone (dearest
+    first), then pairs not involving the dearest one, then everything but the dearest."""
+    act = [int(d) for d in np.argsort(-ci.cand_cost * cur.rep, kind="stable") if cur.rep[d] > 0]
+    if not act:
+        return []
+    rest = act[1:]
+    groups: list[tuple[int, ...]] = [(d,) for d in act]
+    groups += list(itertools.combinations(rest, 2))
+    if len(rest) > 2:
+        groups.append(tuple(rest))
+    return groups
+
+
+class LNS:
+    """Neighbourhood MILPs around an incumbent. A neighbourhood whose MILP was proven
+    optimal is not tried again for the same incumbent; one cut off by its time limit is
+    retried with twice the limit once every other neighbourhood had its turn."""
+
+    def __init__(self, ctx: _Ctx, pools: PoolBuilder) -> None:
+        self.ctx, self.pools = ctx, pools
+        self.limit: dict[bytes, float] = {}   # neighbourhood -> last time limit (inf: solved)
+        self.wins = 0
+
+    def pool(self, cur: _Plan, free: tuple[int, ...]) -> IntArray:
+        ci, pools = self.ctx.ci, self.pools
+        fr = np.array(free, dtype=np.int64)
+        budget = float(ci.cand_cost[fr] @ cur.rep[fr])
+        depth = LNS_DEPTH + (1 if len(free) > 2 else 0)
+        parts = [np.flatnonzero(cur.rep > 0), pools.per_qt(pools.qts_of(fr, cur.x), depth)]
+        parts += [pools.variants(int(d), budget, LNS_VARIANTS) for d in fr]
+        return np.unique(np.concatenate(parts))
+
+    def step(self, cur: _Plan) -> _Plan:
+        """First improving neighbourhood MILP around `cur` (see `neighbourhoods`)."""
+        ctx = self.ctx
+        groups = neighbourhoods(ctx.ci, cur)
+        for scale in (1.0, 2.0, 4.0):
+            for free in groups:
+                if ctx.left() <= 0.01:
+                    return cur
+                key = cur.rep.tobytes() + np.array(free).tobytes()
+                base = max(LNS_MIN_S, LNS_SHARE * ctx.left()) * (1 + len(free) // 3)
+                if self.limit.get(key, 0.0) >= base * scale:
+                    continue
+                fixed = {int(d): int(cur.rep[d]) for d in np.flatnonzero(cur.rep > 0)
+                         if d not in free}
+                cand, proven = _milp(ctx, self.pool(cur, free), base * scale, fixed=fixed)
+                self.limit[key] = np.inf if proven else base * scale
+                if cand is not None and cand.better(cur):
+                    self.wins += 1
+                    return cand
+        return cur
+
+
+def _polish(ctx: _Ctx, pools: PoolBuilder, best: _Plan, starts: list[_Plan],
+            deadline_s: float) -> tuple[_Plan, int]:
+    """Re-decide the best starts' deployments jointly (pool MILP). The first MILP uses the
+    widest level whose pool has at most POLISH_POOL candidates (small instances start
+    wide); when HiGHS proves a pool optimal with time to spare, the next, wider level is
+    solved (from the second MILP on with candidates priced in by the first pool's LP
+    duals). Returns (best, wins)."""
+    levels = [pools.plan_pool([(q.rep, q.x) for q in [best] + starts[:n]], sib, depth)
+              for n, sib, depth in POLISH_LEVELS]
+    first = max([0] + [k for k, c in enumerate(levels) if len(c) <= POLISH_POOL])
+    done = np.zeros(0, dtype=np.int64)
+    priced = np.zeros(0, dtype=np.int64)
+    wins = 0
+    for cands in levels[first:]:
+        if ctx.left() <= 0:
+            break
+        if len(done) and PRICED > 0 and len(priced) == 0:
+            duals = pool_duals(ctx.ci, done, time_limit_s=max(ctx.left() / 4, 0.005))
+            if duals is not None:
+                priced = pools.priced(*duals, ctx.ar.lat_cost, PRICED)
+        cands = np.union1d(cands, priced)
+        if np.array_equal(cands, done):
+            continue
+        limit = min(POLISH_SHARE * ctx.left(), max(POLISH_MIN_S, POLISH_CAP * deadline_s))
+        cand, proven = _milp(ctx, cands, limit, links=POLISH_LINKS)
+        done = cands
+        if cand is not None and cand.better(best):
+            best, wins = cand, wins + 1
+        if not proven:
+            break
+    return best, wins
 
 
 def _warm(ctx: _Ctx, warm: tuple[IntArray, FloatArray]) -> list[_Plan]:
@@ -273,14 +413,14 @@ def _warm(ctx: _Ctx, warm: tuple[IntArray, FloatArray]) -> list[_Plan]:
     and its replicas alone (routing rebuilt)."""
     ci, p = ctx.ci, ctx.p
     rep = np.asarray(warm[0], dtype=np.int64).copy()
-    x = clean(ci, rep, np.asarray(warm[1], dtype=np.float64))
+    x = ctx.ar.clean(rep, np.asarray(warm[1], dtype=np.float64))
     spent = float(rep @ ci.cand_cost)
     if spent > ci.budget:  # the old fleet no longer fits the budget: rebuild from scratch
         rep = np.zeros_like(rep)
     gpu_n = np.bincount(ci.cand_gpu, weights=rep * ci.cand_ngpu, minlength=len(ci.gpu_ids))
     if np.any(gpu_n > ci.gpu_count):
         rep = np.zeros_like(rep)
-    x = clean(ci, rep, x)
+    x = ctx.ar.clean(rep, x)
     # accuracy may no longer hold after capacity scaling: drop violating types' traffic
     s = state_from(ci, p, rep, x)
     bad = np.nonzero(s.slack < -1e-9)[0]
@@ -300,53 +440,51 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
               prev_replicas: IntArray | None = None, switch_cost_per_gpu: float = 0.0,
               starts: int = DEFAULT_STARTS, local_search: bool = True, consolidate: bool = True,
               m1: bool = True, m2: bool = True, m3: bool = True,
-              polish: bool = True) -> SolveResult:
+              polish: bool = True, lns: bool = True) -> SolveResult:
     """Best plan found within `deadline_s` (wall clock, checked inside every loop)."""
     t0 = time.perf_counter()
     if ci.n_routes == 0:
         return finish(ci, "agh", np.zeros(ci.n_cand, dtype=np.int64), np.zeros(0), t0)
     p = prepare(ci, m1)
     prev = None if prev_replicas is None else np.asarray(prev_replicas, dtype=np.int64)
-    # margin for the final validation pass, which grows with the route count
-    ctx = _Ctx(ci, p, t0 + 0.97 * deadline_s - 0.003 - 4e-8 * ci.n_routes, prev,
-               float(switch_cost_per_gpu), m2, m3)
+    # margin for the final validation pass: it grows with the route count, and on a busy
+    # machine with everything else; prepare() is a similar whole-array pass, so its time
+    # measured here is the floor
+    finish_s = max(FINISH_S_PER_ROUTE * ci.n_routes, time.perf_counter() - t0)
+    ctx = _Ctx(ci, p, t0 + 0.97 * deadline_s - 0.003 - finish_s, prev,
+               float(switch_cost_per_gpu), m2, m3, ActiveRoutes(ci, p.lc, p.ridx))
     pool: list[_Plan] = []
     if warm_start is not None:
         pool += _warm(ctx, warm_start)
     orders = start_orders(ci, p, max(1, starts), seed)
     for k, (o, w) in enumerate(orders):
-        if k > 0 and ctx.left() <= 0.3 * deadline_s:
+        if k > 0 and (ctx.left() <= (1 - START_SHARE) * deadline_s or ctx.left() < ctx.build_s):
             break
         pool.append(_build(ctx, o, w))
-    # improve distinct starts, best first, while time remains
     pool.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
     distinct = list({q.rep.tobytes(): q for q in reversed(pool)}.values())[::-1]
     distinct.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
     best = distinct[0]
+    # per-query-type rankings for MILP pools and add-drop (~10 ms at (30,30,30))
+    pools = PoolBuilder(ci, p) if (polish or lns or local_search) and ctx.left() > 0.05 else None
+    if local_search and pools is not None:  # add-drop's list of additions
+        ctx.adds = pools.plan_pool([(q.rep, q.x) for q in distinct[:POOL_PLANS]], POOL_SIBLINGS)
     polished = 0
-    # pool MILPs need time growing ~quadratically with query types; else LS uses it better
-    polish = polish and ctx.left() > POLISH_S_PER_QT2 * ci.n_qt ** 2
-    if polish and ctx.left() > 0:  # the strongest move first: re-decide the best starts jointly
-        cand = _polish(ctx, distinct[:4], share=POLISH_SHARE)
-        if cand is not None and cand.better(best):
-            best, polished = cand, 1
+    if consolidate and ctx.left() > 0:
+        best = _consolidate(ctx, best)
+    if polish and pools is not None:
+        best, polished = _polish(ctx, pools, best, distinct, deadline_s)
+    moves = LNS(ctx, pools) if lns and pools is not None else None
     improved = 0
     for cand in [best] + [q for q in distinct if q is not best]:
-        if ctx.left() <= 0 or not (local_search or consolidate):
+        if ctx.left() <= 0 or not (local_search or consolidate or moves):
             break
-        before = best
-        cand = _improve(ctx, cand, local_search, consolidate)
         improved += 1
+        cand = _improve(ctx, cand, local_search, consolidate, moves)
         if cand.better(best):
             best = cand
-        if polish and best is not before and best.rep.tobytes() != before.rep.tobytes() \
-                and ctx.left() > 0.1 * deadline_s:
-            cand = _polish(ctx, [best] + distinct[:3], share=1.0)
-            if cand is not None and cand.better(best):
-                best, polished = cand, polished + 1
     stats = {"starts": len(orders), "improved_starts": improved, "lp_calls": ctx.lp_calls,
-             "evaluations": ctx.evals, "switch_cost": ctx.switch(best.rep),
+             "milps": ctx.milps, "evaluations": ctx.evals, "switch_cost": ctx.switch(best.rep),
              "deadline_s": deadline_s, "seed": seed,
-             "polish_wins": polished}
+             "polish_wins": polished, "lns_wins": moves.wins if moves else 0}
     return finish(ci, "agh", best.rep, best.x, t0, stats)
-
