@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -27,13 +28,14 @@ import structlog
 from pydantic import ValidationError
 
 from schemas import (
-    AuditReport, AuditRequest, Catalog, DeadLetter, IterationBatch, RequestRecord, TelemetryBatch, describe,
-    load_catalog,
+    AllocationEvent, AuditReport, AuditRequest, Catalog, DeadLetter, IterationBatch, RequestRecord,
+    TelemetryBatch, describe, load_catalog,
 )
 
 from . import demand_window as dw
 from . import faust_tuning
 from .audit import AuditRunner
+from .broker_watch import BrokerHealth, BrokerWatch
 from .iteration_telemetry import IterationTelemetry
 from .metrics import Metrics
 from .planner import Planner, new_planner_state
@@ -50,7 +52,10 @@ def _bootstrap(s: Settings) -> list[str]:
 class Controller:
     """Everything one worker runs; `app` is the faust App."""
 
-    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog | None = None, *, cluster: str | None = None,
+                 restart: Callable[[str, BrokerHealth], None] | None = None) -> None:
+        """`cluster`: id of the Kafka cluster the worker started on (see broker_watch);
+        `restart(reason, health)` replaces the process after the broker came back empty."""
         s = self.s = settings
         self.catalog = catalog or load_catalog(s.catalog_path)
         self.qt_ids = {q.id for q in self.catalog.query_types}
@@ -69,6 +74,13 @@ class Controller:
         faust_tuning.install(s.fetch_wait_ms)
         self.last_seen: dict[int, float] = {}
         self._synced = False  # planner state aligned with the published topics (per process)
+        self._last_event: AllocationEvent | None = None  # newest plan this process published or synced
+        self._restart = restart
+        self.broker_watch = BrokerWatch(
+            s.bootstrap_servers or "", interval_s=s.broker_probe_s, backoff_max_s=s.broker_backoff_max_s,
+            name="worker", cluster=cluster, health=BrokerHealth.carried(),
+            on_reset=[self._on_broker_reset], on_change=self.metrics.observe_broker)
+        self.metrics.observe_broker(self.broker_watch.health)
         self.app = app = faust.App(
             s.consumer_group, broker=_bootstrap(s), store="memory://", autodiscover=False,
             topic_partitions=s.telemetry_partitions, topic_allow_declare=True,
@@ -78,6 +90,11 @@ class Controller:
             producer_max_request_size=s.max_message_bytes,
             processing_guarantee="exactly_once" if s.enable_idempotence else "at_least_once",
             table_cleanup_interval=3600.0,
+            # tables live in memory, so the "persisted" offset this check compares is this
+            # process's own, and the embedded broker can under-report a changelog's highwater
+            # after an outage, which crashed table recovery for nothing; a changelog that really
+            # lost data means a new cluster, which the broker watch detects (and restarts on)
+            recovery_consistency_check=False,
         )
         t = s.topics
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -96,8 +113,9 @@ class Controller:
         app.agent(app.topic(t.windows, t.audits, **raw), name="planner")(self._plan)
         app.agent(self.t_audit_requests, name="audit")(self._audit)
         app.timer(max(0.2, min(s.idle_s, 1.0)), name="tick-idle-partitions")(self._tick_idle)
+        app.task(self._watch_broker)
         if s.web_port > 0:
-            app.page("/metrics")(self.metrics.faust_view)
+            app.page("/metrics")(self.metrics.faust_view())
         app.on_partitions_assigned.connect(self._on_assigned)
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -208,6 +226,10 @@ class Controller:
 
     async def _tick_idle(self) -> None:
         """Advance idle partitions to this worker's watermark by sending them a tick."""
+        if not self.broker_watch.health.up:
+            # nothing arrives in an outage, so nothing to advance; and a tick buffered now would
+            # be written, with stale metadata, into a broker that comes back empty
+            return
         assigned = [tp.partition for tp in self.app.consumer.assignment()
                     if tp.topic == self.s.topics.telemetry]
         if not assigned:
@@ -296,6 +318,7 @@ class Controller:
         s = self.s
         for ev in decision.events:
             await self.t_allocations.send(key=ev.fleet_id.encode(), value=ev.model_dump_json().encode())
+            self._last_event = ev
             self.metrics.observe_event(ev, decision.solve_seconds)
             log.info("plan.published", fleet=ev.fleet_id, epoch=ev.epoch, trigger=ev.trigger, method=ev.method,
                      status=ev.status, cost_per_hour=round(ev.cost_per_hour, 4), degraded=ev.degraded,
@@ -315,12 +338,24 @@ class Controller:
         The planner's table and its output topics are not written atomically: a leader killed
         after publishing but before its table update reached the changelog would otherwise
         publish the same window (and epoch) again. So a new leader continues from the highest
-        epoch on the allocations topic and the last window on the demand topic."""
+        epoch on the allocations topic and the last window on the demand topic. A leader whose
+        table lost the plan in force (its changelog is gone) takes it from that event."""
         s = self.s
         topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
-        epoch = await self._last_published(topic, "epoch")
-        last_end = await self._last_published(s.topics.demand, "window_end")
-        state["epoch"] = max(state["epoch"], int(epoch))
+        last = await self._last_published(topic, "epoch")
+        end_msg = await self._last_published(s.topics.demand, "window_end")
+        last_end = float(end_msg["window_end"]) if end_msg else 0.0
+        if last is not None:
+            try:
+                event = AllocationEvent.model_validate(last)
+            except ValidationError as exc:
+                log.warning("planner.sync_bad_event", epoch=last.get("epoch"), reason=describe(exc))
+            else:
+                self._last_event = event
+                if state["plan"] is None or event.epoch > state["epoch"]:
+                    Planner.adopt(state, event, event.window_end)
+                    log.info("planner.plan_restored", epoch=event.epoch, trigger=event.trigger)
+        state["epoch"] = max(state["epoch"], int(last["epoch"]) if last else 0)
         if last_end > 0:
             k = round(last_end / s.window_s) - 1
             if state["closed_upto"] is None or k > state["closed_upto"]:
@@ -329,13 +364,13 @@ class Controller:
         self._synced = True
         log.info("planner.synced", epoch=state["epoch"], closed_upto=state["closed_upto"])
 
-    async def _last_published(self, topic: str, field: str) -> float:
-        """Highest `field` of this fleet's messages on a one-partition topic (0 when none)."""
+    async def _last_published(self, topic: str, field: str) -> dict[str, Any] | None:
+        """This fleet's message with the highest `field` on a one-partition topic (None: none)."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         c = AIOKafkaConsumer(bootstrap_servers=self.s.bootstrap_servers, enable_auto_commit=False)
         await c.start()
-        best = 0.0
+        best: dict[str, Any] | None = None
         try:
             tp = TopicPartition(topic, 0)
             c.assign([tp])
@@ -349,13 +384,72 @@ class Controller:
                 for m in recs[tp]:
                     try:
                         ev = json.loads(m.value)
-                        if ev.get("fleet_id") == self.s.fleet_id and ev.get(field) is not None:
-                            best = max(best, float(ev[field]))
+                        if ev.get("fleet_id") == self.s.fleet_id and ev.get(field) is not None and (
+                                best is None or float(ev[field]) > float(best[field])):
+                            best = ev
                     except (ValueError, TypeError, AttributeError):
                         pass
         finally:
             await c.stop()
         return best
+
+    # ---- broker outages -------------------------------------------------------------------------
+    async def _watch_broker(self) -> None:
+        await self.broker_watch.run()
+
+    async def _on_broker_reset(self, old: str, new: str) -> None:
+        """The broker came back as another cluster (the embedded broker keeps nothing): its
+        topics, committed offsets and table changelogs are gone, so this process's consumer
+        positions and table state refer to nothing. Re-create the topics, put the plan in force
+        back on the allocations topic at the next epoch (routers keep it, and a new leader
+        continues from it), then restart the worker so faust starts from the new cluster."""
+        s = self.s
+        if s.broker_recovery == "off":
+            log.error("worker.broker_reset_not_recovered", old_cluster=old, cluster=new,
+                      hint="broker_recovery=off: restart the workers (and routers) by hand")
+            return
+        from .topic_admin import ensure_topics
+
+        assert s.bootstrap_servers
+        await ensure_topics(s, s.bootstrap_servers)
+        topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
+        if self._last_event is not None:
+            state = self.planner_table.get(s.fleet_id) or {}
+            epoch = max(self._last_event.epoch, int(state.get("epoch", 0))) + 1
+            event = self._last_event.model_copy(update={
+                "epoch": epoch, "trigger": "recovered", "created_at": time.time(),
+                "explanation": [*self._last_event.explanation,
+                                f"republished after the broker came back empty (epoch {self._last_event.epoch})"]})
+            await self._send_direct(topic, event.fleet_id.encode(), event.model_dump_json().encode())
+            log.warning("plan.republished", fleet=event.fleet_id, epoch=event.epoch, was=self._last_event.epoch)
+        else:  # the leader holds the plan in force: give it time to put it back first
+            found = await self._wait_for_plan(topic, s.broker_recovery_wait_s)
+            log.info("worker.waited_for_plan", found=found, waited_max_s=s.broker_recovery_wait_s)
+        self.audits.close()
+        restart = self._restart
+        if restart is None:
+            from .worker import restart_worker as restart
+        restart("broker reset", self.broker_watch.health)
+
+    async def _send_direct(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send with a fresh producer: faust's own is bound to the cluster that is gone."""
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(bootstrap_servers=self.s.bootstrap_servers, max_request_size=self.s.max_message_bytes)
+        await p.start()
+        try:
+            await p.send_and_wait(topic, value, key=key)
+        finally:
+            await p.stop()
+
+    async def _wait_for_plan(self, topic: str, timeout: float) -> bool:
+        """True once the (re-created) allocations topic holds a plan of this fleet."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await self._last_published(topic, "epoch") is not None:
+                return True
+            await asyncio.sleep(0.5)
+        return False
 
     # ---- audit ---------------------------------------------------------------------------------
     async def _audit(self, stream: Any) -> None:

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -71,6 +72,58 @@ def metadata_roundtrip(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def cluster_id(host: str, port: int, timeout: float = 1.0) -> str | None:
+    """The cluster id a broker reports (Metadata v2, no topics); None when unreachable.
+
+    A broker that comes back with another cluster id is another cluster: an embedded broker
+    started afresh (EmbeddedBroker gives each start its own id) or a wiped and re-formatted
+    Kafka. Its topics, offsets and changelogs are not the ones clients hold positions in."""
+    client_id = b"llmfleet-probe"
+    corr = 0x11F1EE8
+    body = struct.pack(">hhih", 3, 2, corr, len(client_id)) + client_id + struct.pack(">i", 0)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(struct.pack(">i", len(body)) + body)
+            size, got = struct.unpack(">ii", _recv_exact(s, 8))
+            if got != corr:
+                return None
+            data = _recv_exact(s, size - 4)
+    except OSError:
+        return None
+    try:
+        return _parse_cluster_id(data)
+    except (struct.error, IndexError, UnicodeDecodeError):
+        return ""  # answered, but not in a form we read: reachable, identity unknown
+
+
+def _parse_cluster_id(data: bytes) -> str:
+    """cluster_id of a Metadata v2 response body (after the correlation id)."""
+    pos = 0
+
+    def take(fmt: str) -> tuple[int, ...]:
+        nonlocal pos
+        vals = struct.unpack_from(fmt, data, pos)
+        pos += struct.calcsize(fmt)
+        return vals
+
+    def string() -> str | None:
+        nonlocal pos
+        (n,) = take(">h")
+        if n < 0:
+            return None
+        text = data[pos:pos + n].decode()
+        pos += n
+        return text
+
+    (brokers,) = take(">i")
+    for _ in range(brokers):
+        take(">i")   # node_id
+        string()     # host
+        take(">i")   # port
+        string()     # rack
+    return string() or ""
+
+
 def _recv_exact(s: socket.socket, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
@@ -88,12 +141,19 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedBroker:
-    """A tansu broker process on 127.0.0.1:port (a free port unless given)."""
+    """A tansu broker process on 127.0.0.1:port (a free port unless given).
+
+    Each start is a new cluster (its own cluster id), because the broker keeps nothing: a
+    client can tell a restarted embedded broker from a reconnect by the id. `advertised_port`
+    makes the broker tell clients to connect to another port, e.g. a proxy in front of it."""
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1",
-                 log_file: str | Path | None = None, startup_timeout: float = 20.0) -> None:
+                 log_file: str | Path | None = None, startup_timeout: float = 20.0,
+                 advertised_port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.advertised_port = advertised_port or self.port
+        self.cluster_id = ""
         self.log_file = Path(log_file) if log_file else None
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -115,8 +175,10 @@ class EmbeddedBroker:
             return self
         binary = find_tansu()
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", "memory://tansu/", "--cluster-id", "llmfleet"]
+        self.cluster_id = f"llmfleet-{uuid.uuid4().hex[:12]}"
+        cmd = [binary, "broker", "--listener-url", url,
+               "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
+               "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -130,7 +192,8 @@ class EmbeddedBroker:
                 self._proc = None
                 raise BrokerError(f"tansu exited with code {code} during startup on port {self.port}")
             if metadata_roundtrip(self.host, self.port, timeout=0.5):
-                log.info("broker.started", bootstrap_servers=self.bootstrap_servers, pid=self.pid)
+                log.info("broker.started", bootstrap_servers=self.bootstrap_servers, pid=self.pid,
+                         cluster_id=self.cluster_id)
                 return self
             time.sleep(0.05)
         self.stop()

@@ -56,7 +56,9 @@ def worker(embedded: bool, faust_loglevel: str) -> None:
 
     with EmbeddedBroker() as b:
         click.echo(f"embedded broker: {b.bootstrap_servers}", err=True)
-        run_worker(s.model_copy(update={"bootstrap_servers": b.bootstrap_servers}), loglevel=faust_loglevel)
+        # the broker lives and dies with this process: nothing to recover by restarting
+        run_worker(s.model_copy(update={"bootstrap_servers": b.bootstrap_servers, "broker_recovery": "off"}),
+                   loglevel=faust_loglevel)
 
 
 @main.command()

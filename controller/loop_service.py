@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas import RequestRecord, TelemetryBatch
@@ -141,6 +142,9 @@ class LoopService:
             return
         if self.router_service is not None:
             await self.router_service.start()
+        await self._start_clients()
+
+    async def _start_clients(self) -> None:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers,
                                           enable_idempotence=False, linger_ms=5)
         await self._producer.start()
@@ -151,6 +155,21 @@ class LoopService:
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"loop-service:{self.input_topic}")
         log.info("loop_service.started", input=self.input_topic, output=self.output_topic)
+
+    async def reconnect(self) -> None:
+        """New clients (and a new router-service consumer) after the broker came back as another
+        cluster; the router's plan and the simulated fleet carry on. Input is read from the
+        new cluster's committed offsets, or `auto_offset_reset` (it has none)."""
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+        self._consumer = self._producer = None
+        if self.router_service is not None:
+            await self.router_service.reconnect()
+        await self._start_clients()
+        log.info("loop_service.reconnected", input=self.input_topic)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -203,7 +222,10 @@ class LoopService:
                     self._consume(m.value, m.partition, m.offset)
             await self._publish(flush=True)
             if batches and self.group_id is not None:
-                await self._consumer.commit()
+                try:
+                    await self._consumer.commit()
+                except KafkaError as exc:  # broker away or group rebalanced: the next commit covers it
+                    log.warning("loop_service.commit_failed", error=repr(exc)[:200])
 
     def _consume(self, raw: bytes | None, partition: int, offset: int) -> None:
         try:

@@ -25,6 +25,17 @@ class Metrics:
         self.epoch = Gauge("llmfleet_epoch", "epoch of the plan in force", registry=r)
         self.audit_gap = Gauge("llmfleet_audit_gap", "last audited optimality gap of the plan", registry=r)
         self.degraded = Gauge("llmfleet_plan_degraded", "1 when the plan in force is degraded", registry=r)
+        self.broker_up = Gauge("llmfleet_broker_up", "1 while a bootstrap broker answers probes", registry=r)
+        self.broker_up.set(1.0)
+        self.broker_outages = Counter("llmfleet_broker_outages", "broker outages seen (no broker answered)",
+                                      registry=r)
+        self.broker_outage_seconds = Counter("llmfleet_broker_outage_seconds", "seconds of finished broker "
+                                             "outages", registry=r)
+        self.broker_resets = Counter("llmfleet_broker_resets", "times the broker came back as another (empty) "
+                                     "cluster", registry=r)
+        self.broker_down_seconds = Gauge("llmfleet_broker_down_seconds", "length of the outage under way "
+                                         "(0 while the broker answers)", registry=r)
+        self._broker_seen = (0, 0.0, 0)
 
     def observe_event(self, ev: Any, solve_seconds: dict[str, float]) -> None:
         self.events.labels(trigger=ev.trigger, method=ev.method).inc()
@@ -35,8 +46,22 @@ class Metrics:
         self.epoch.set(ev.epoch)
         self.degraded.set(1.0 if ev.degraded else 0.0)
 
+    def observe_broker(self, health: Any) -> None:
+        """Mirror a BrokerHealth (controller/broker_watch.py); counters grow by what is new."""
+        outages, seconds, resets = self._broker_seen
+        self.broker_up.set(1.0 if health.up else 0.0)
+        self.broker_outages.inc(max(0, health.outages - outages))
+        self.broker_outage_seconds.inc(max(0.0, health.outage_seconds - seconds))
+        self.broker_resets.inc(max(0, health.resets - resets))
+        self._broker_seen = (health.outages, health.outage_seconds, health.resets)
+        self.broker_down_seconds.set_function(health.current_outage_s)
+
     def text(self) -> bytes:
         return generate_latest(self.registry)
 
-    async def faust_view(self, web: Any, request: Any) -> Any:
-        return web.bytes(self.text(), content_type="text/plain; version=0.0.4")
+    def faust_view(self) -> Any:
+        """A faust view handler for /metrics (`app.page("/metrics")(metrics.faust_view())`).
+        Faust calls a handler as `get(view, request)`, so it must be a plain function."""
+        async def metrics(view: Any, request: Any) -> Any:
+            return view.bytes(self.text(), content_type="text/plain; version=0.0.4")
+        return metrics

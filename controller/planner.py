@@ -297,7 +297,7 @@ class Planner:
                 explanation=explanation, demand={q: float(r) for q, r in zip(ci.qt_ids, ci.lam)},
                 window_end=None if startup else window.window_end, created_at=time.time(),
                 solve_seconds=result.seconds, gate_route=gate_route, window_closed_at=closed_at)
-            self._adopt(state, event, None if startup else window.window_end)
+            self.adopt(state, event, None if startup else window.window_end)
             out.events.append(event)
             if self.s.audit_enabled and event.method == "agh" and not degraded:
                 out.audits.append(AuditRequest(
@@ -331,12 +331,13 @@ class Planner:
             status="feasible", plan=report.better_plan, cost_per_hour=report.best_cost,
             gpu_cost_per_hour=report.best_cost, optimality_gap=report.gap, demand=state["plan_demand"] or {},
             window_end=state["plan_at"], created_at=time.time())
-        self._adopt(state, event, state["plan_at"] or 0.0)
+        self.adopt(state, event, state["plan_at"] or 0.0)
         out.events.append(event)
         return out
 
     @staticmethod
-    def _adopt(state: dict[str, Any], event: AllocationEvent, at: float | None) -> None:
+    def adopt(state: dict[str, Any], event: AllocationEvent, at: float | None) -> None:
+        """Make `event`'s plan the plan in force of `state` (`at`: its window end)."""
         state["epoch"] = event.epoch
         state["plan"] = event.plan.to_spec()
         state["plan_cost"] = event.cost_per_hour

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import TYPE_CHECKING
 
 import click
 import structlog
+
+from .async_tasks import cancel_and_wait
+from .broker import cluster_id
+from .broker_watch import BrokerWatch, parse_bootstrap
+
+if TYPE_CHECKING:
+    from .loop_service import LoopService
 
 log = structlog.get_logger()
 
@@ -23,13 +31,26 @@ async def serve(cold_start_s: float, seed: int, max_wait_s: float | None) -> Non
     from .router import Router
     from .router_service import RouterService
     from .settings import Settings
-    from .topic_admin import ensure_topics
+    from .topic_admin import ensure_topics, no_auto_create_topics
 
     s = Settings()
     if not s.bootstrap_servers:
         raise click.UsageError("the router needs a running Kafka: set LLMFLEET_BOOTSTRAP_SERVERS "
                                "(start one with `llmfleet broker`)")
-    await ensure_topics(s, s.bootstrap_servers)
+    bootstrap = s.bootstrap_servers
+    no_auto_create_topics()
+    await ensure_topics(s, bootstrap)
+    host, port = parse_bootstrap(bootstrap)[0]
+
+    async def start_over(old: str, new: str) -> None:
+        # another cluster: re-create the topics and start new clients on them; the plan in force
+        # stays in the Router, and its epoch rule drops anything older that shows up
+        await ensure_topics(s, bootstrap)
+        await service.reconnect()
+
+    watch = BrokerWatch(bootstrap, interval_s=s.broker_probe_s, backoff_max_s=s.broker_backoff_max_s,
+                        name="router", cluster=await asyncio.to_thread(cluster_id, host, port, 5.0),
+                        on_reset=[start_over])
     catalog = load_catalog(s.catalog_path)
     sim = FleetSimulator(PerfTable.from_instance(catalog.to_instance().to_spec()),
                          cold_start_s=cold_start_s, seed=seed, window_s=s.window_s, max_wait_s=max_wait_s)
@@ -41,23 +62,27 @@ async def serve(cold_start_s: float, seed: int, max_wait_s: float | None) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watching = asyncio.create_task(watch.run(), name="broker-watch")
     await service.start()
     log.info("router.started", requests=s.topics.requests, telemetry=s.topics.telemetry,
              allocations=s.topics.allocations)
     try:
         while not stop.is_set():
-            await _tick(stop, service)
+            await _tick(stop, service, watch)
     finally:
+        await cancel_and_wait(watching)
         await service.stop()
-        log.info("router.stopped", **{k: v for k, v in service.metrics().items() if k != "sim"})
+        log.info("router.stopped", **{k: v for k, v in service.metrics().items() if k != "sim"},
+                 **watch.health.as_dict())
 
 
-async def _tick(stop: asyncio.Event, service: object) -> None:
+async def _tick(stop: asyncio.Event, service: LoopService, watch: BrokerWatch) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=30.0)
     except asyncio.TimeoutError:
-        log.info("router.metrics", **{k: v for k, v in service.metrics().items()  # type: ignore[attr-defined]
-                                      if k in ("processed", "published_records", "epoch_applied")})
+        log.info("router.metrics", **{k: v for k, v in service.metrics().items()
+                                      if k in ("processed", "published_records", "epoch_applied")},
+                 **watch.health.as_dict())
 
 
 @click.command()

@@ -61,6 +61,20 @@ class RouterService:
         self._task = asyncio.create_task(self._run(), name=f"router-service:{self.topic}")
         log.info("router_service.started", topic=self.topic)
 
+    async def reconnect(self) -> None:
+        """Read the topic afresh with a new consumer, keeping the plan in force: after the broker
+        came back as another cluster, the old consumer's positions belong to a log that is gone
+        (and an empty broker need not report them out of range)."""
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        self._end = None
+        await self.start()
+        log.info("router_service.reconnected", topic=self.topic, epochs={
+            f: self.router.epoch(f) for f in self.router.fleets})
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
                                    "(real Kafka; the embedded broker has no InitProducerId)")
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="consumer long-poll wait")
+    # broker outages (controller/broker_watch.py)
+    broker_probe_s: float = Field(default=1.0, gt=0, description="seconds between broker probes while it answers")
+    broker_backoff_max_s: float = Field(default=15.0, gt=0, description="longest wait between probes while "
+                                                                        "no broker answers (backoff from 0.5 s)")
+    broker_recovery: Literal["restart", "off"] = Field(
+        default="restart", description="when the broker comes back as another, empty cluster: re-create the "
+                                       "topics, republish the plan in force at the next epoch, restart the worker")
+    broker_recovery_wait_s: float = Field(default=15.0, ge=0, description="a worker that does not hold the plan "
+                                          "in force waits this long for the leader's republished plan")
     # web / metrics
     web_port: int = Field(default=6066, ge=0, le=65535)
     log_level: str = "INFO"

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
+from typing import NoReturn
 
 import structlog
 
+from .broker_watch import CARRY_ENV, BrokerHealth
 from .settings import Settings
 
 log = structlog.get_logger()
@@ -21,13 +24,17 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from faust.worker import Worker
 
     from .app import Controller
-    from .topic_admin import ensure_topics
+    from .broker import cluster_id
+    from .broker_watch import parse_bootstrap
+    from .topic_admin import ensure_topics, no_auto_create_topics
 
     if not settings.bootstrap_servers:
         raise SystemExit("a worker needs bootstrap_servers (LLMFLEET_BOOTSTRAP_SERVERS); "
                          "`llmfleet worker --embedded` starts a broker for you")
+    no_auto_create_topics()
     asyncio.run(ensure_topics(settings, settings.bootstrap_servers))
-    ctl = Controller(settings)
+    host, port = parse_bootstrap(settings.bootstrap_servers)[0]
+    ctl = Controller(settings, cluster=cluster_id(host, port, timeout=5.0) or None)
     ctl.app.conf.datadir = tempfile.mkdtemp(prefix="llmfleet-faust-")
     log.info("worker.starting", group=settings.consumer_group, bootstrap=settings.bootstrap_servers,
              pid=os.getpid(), observe_only=settings.observe_only)
@@ -36,6 +43,18 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
                override_logging=False).execute_from_commandline()
     finally:
         ctl.audits.close()
+
+
+def restart_worker(reason: str, health: BrokerHealth) -> NoReturn:
+    """Replace this process with a fresh worker (same interpreter, same command line): the
+    only clean way out of faust state that refers to a cluster that no longer exists. The
+    broker counters carry over in the environment, so the outage metrics keep counting."""
+    os.environ[CARRY_ENV] = health.carry()
+    argv = [sys.executable, *sys.orig_argv[1:]]
+    log.warning("worker.restarting", reason=reason, pid=os.getpid(), argv=argv)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.execv(sys.executable, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from ._base import SCHEMA_VERSION, Frozen, Id, NonNegFloat
 from .instance import Instance
 from .plan import Plan
 
-Trigger = Literal["startup", "window", "drift", "audit", "degraded", "manual"]
+Trigger = Literal["startup", "window", "drift", "audit", "degraded", "manual", "recovered"]
 Method = Literal["gh", "agh", "milp", "cpsat", "lpr", "dvr", "hf"]
 SolveStatus = Literal["optimal", "feasible", "infeasible", "no_solution", "error"]
 
@@ -20,7 +20,10 @@ class AllocationEvent(Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
     fleet_id: Id
     epoch: int = Field(ge=1, description="strictly increasing per fleet")
-    trigger: Trigger
+    trigger: Trigger = Field(description="why this epoch: startup (first plan), window (a window's re-plan), "
+                                         "drift (AGH after drift), audit (the exact audit's cheaper plan), "
+                                         "degraded (demand cannot be fully served), manual, recovered (the "
+                                         "plan in force republished after the broker came back empty)")
     method: Method
     status: SolveStatus
     plan: Plan

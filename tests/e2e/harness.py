@@ -41,9 +41,10 @@ class Cluster:
     def settings(self) -> Settings:
         return Settings(bootstrap_servers=self.bootstrap, topics=self.topics)
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+        """A worker process logging to worker<k>.log; `env` adds to or overrides the cluster's."""
         log = open(self.tmp / f"worker{len(self.procs)}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen([sys.executable, "-m", "controller.worker"], env=self.env, cwd=REPO,
+        p = subprocess.Popen([sys.executable, "-m", "controller.worker"], env={**self.env, **env}, cwd=REPO,
                              stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(p)
         return p
