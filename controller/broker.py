@@ -58,18 +58,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def metadata_roundtrip(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Send a Kafka Metadata v0 request for all topics; True when a matching response arrives."""
-    client_id = b"llmfleet-probe"
-    corr = 0x11F1EE7
-    body = struct.pack(">hhih", 3, 0, corr, len(client_id)) + client_id + struct.pack(">i", 0)
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(struct.pack(">i", len(body)) + body)
-            head = _recv_exact(s, 8)
-            _size, got = struct.unpack(">ii", head)
-            return bool(got == corr)
-    except OSError:
-        return False
+    """True when the broker answers a Kafka Metadata request."""
+    return cluster_id(host, port, timeout) is not None
 
 
 def cluster_id(host: str, port: int, timeout: float = 1.0) -> str | None:

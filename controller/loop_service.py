@@ -162,10 +162,7 @@ class LoopService:
         new cluster's committed offsets, or `auto_offset_reset` (it has none)."""
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                await client.stop()
-        self._consumer = self._producer = None
+        await self._stop_clients()
         if self.router_service is not None:
             await self.router_service.reconnect()
         await self._start_clients()
@@ -179,14 +176,17 @@ class LoopService:
                 self.loop.sim.finish()            # no more input: complete requests in flight
                 await self._publish(flush=True)
         finally:
-            for client in (self._consumer, self._producer):
-                if client is not None:
-                    await client.stop()
-            self._consumer = self._producer = None
+            await self._stop_clients()
             if self.router_service is not None:
                 await self.router_service.stop()
         log.info("loop_service.stopped", processed=self.loop.processed,
                  published=self.published_records)
+
+    async def _stop_clients(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+        self._consumer = self._producer = None
 
     async def __aenter__(self) -> LoopService:
         await self.start()

@@ -51,8 +51,13 @@ def render(doc: dict, outcomes: dict[str, str], soak: bool) -> str:
         if not entry:
             lines += ["", "No figures recorded.", ""]
             continue
-        lines += ["", md_table(["figure", "value", "note"],
-                               [[r["name"], f"{r['value']} {r['unit']}".strip(), r["note"]] for r in entry["figures"]]), ""]
+        tests = list(dict.fromkeys(r.get("test", "") for r in entry["figures"]))
+        for test in tests:  # a scenario with several tests gets one table per test
+            rows = [r for r in entry["figures"] if r.get("test", "") == test]
+            if len(tests) > 1:
+                lines += [""] * (lines[-1] != "") + [f"*{test.removeprefix('test_').replace('_', ' ')}*"]
+            lines += [""] * (lines[-1] != "") + [md_table(["figure", "value", "note"],
+                                   [[r["name"], f"{r['value']} {r['unit']}".strip(), r["note"]] for r in rows]), ""]
         if "worker_rss_mb" in entry.get("series", {}):
             png = DOCS / "figures" / "reliability_rss.png"
             plot_rss(entry["series"]["worker_rss_mb"], png)
@@ -63,14 +68,18 @@ def render(doc: dict, outcomes: dict[str, str], soak: bool) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--soak", action="store_true", help="longer runs of every scenario")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the page from the last run's figures and outcomes, without running")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -k flood)")
     args = ap.parse_args()
     out = REPO / "build" / "reliability" / "figures.json"
-    out.unlink(missing_ok=True)
     junit = out.with_name("junit.xml")
-    env = {**os.environ, "LLMFLEET_RELIABILITY_OUT": str(out), "LLMFLEET_SOAK": "1" if args.soak else ""}
-    code = subprocess.call([sys.executable, "-m", "pytest", "tests/reliability", "-v", f"--junitxml={junit}",
-                            *args.pytest_args], cwd=REPO, env=env)
+    code = 0
+    if not args.render_only:
+        out.unlink(missing_ok=True)
+        env = {**os.environ, "LLMFLEET_RELIABILITY_OUT": str(out), "LLMFLEET_SOAK": "1" if args.soak else ""}
+        code = subprocess.call([sys.executable, "-m", "pytest", "tests/reliability", "-v", f"--junitxml={junit}",
+                                *args.pytest_args], cwd=REPO, env=env)
     outcomes: dict[str, str] = {}
     if junit.exists():
         import xml.etree.ElementTree as ET
