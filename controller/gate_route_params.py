@@ -24,12 +24,13 @@ prefill targets, mixed/solo split and decode placement.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import structlog
 
-from schemas import Catalog
+from schemas import Catalog, QueryType
 from solvers.compile import CompiledInstance
 from solvers.gate_route import gate_route_plan
 from solvers.iteration_model import IterationModel, iteration_model_from_spec
@@ -47,14 +48,17 @@ REWARD_TIE = 0.005
 
 def gate_route_for_plan(catalog: Catalog, ci: CompiledInstance, result: SolveResult,
                         force: bool = False,
-                        iterations: IterationTelemetry | None = None) -> dict[str, dict[str, Any]]:
+                        iterations: IterationTelemetry | None = None,
+                        query_types: Sequence[QueryType] | None = None) -> dict[str, dict[str, Any]]:
     """deployment id -> gate_route_plan dict, for pools with more than one class (or all, if forced).
 
-    `iterations` (optional) supplies fitted iteration models per deployment id."""
+    `iterations` (optional) supplies fitted iteration models per deployment id. `query_types`:
+    those of the planned instance, whose token lengths are the window's measured ones (default:
+    the catalog's, which are only typical lengths)."""
     models = {m.id: m.model_dump() for m in catalog.models}
     gpus = {g.id: g.model_dump() for g in catalog.gpus}
     precs = {p.id: p.model_dump() for p in catalog.precisions}
-    qts = {q.id: q for q in catalog.query_types}
+    qts = {q.id: q for q in (query_types if query_types is not None else catalog.query_types)}
     out: dict[str, dict[str, Any]] = {}
     for d in np.nonzero(result.replicas > 0)[0]:
         rs = np.nonzero((ci.route_cand == d) & (result.x > 1e-9))[0]

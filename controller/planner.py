@@ -286,7 +286,7 @@ class Planner:
             explanation = explanation or route_reasons(ci) or [
                 "demand exceeds what the budget and GPU inventory can serve"]
         with out.stage("gate_route"):
-            gate_route = self._gate_route(ci, result) if not degraded else None
+            gate_route = self._gate_route(ci, result, inst) if not degraded else None
         with out.stage("event"):
             event = AllocationEvent(
                 fleet_id=window.fleet_id, epoch=state["epoch"] + 1, trigger=trigger,
@@ -345,8 +345,9 @@ class Planner:
         state["plan_at"] = at
         state["method"] = event.method
 
-    def _gate_route(self, ci: Any, result: Any) -> dict[str, dict[str, Any]] | None:
-        """Gate-and-route parameters per deployment (see controller/gate_route_params.py).
+    def _gate_route(self, ci: Any, result: Any, inst: Instance) -> dict[str, dict[str, Any]] | None:
+        """Gate-and-route parameters per deployment (see controller/gate_route_params.py), for
+        the planned instance's query types (the window's measured token lengths).
 
         `iteration_telemetry` (an IterationTelemetry the Controller attaches; absent: spec
         models only) supplies iteration models fitted to the engines' reported timings."""
@@ -355,7 +356,8 @@ class Planner:
         from .gate_route_params import gate_route_for_plan  # imports the fluid LP only when used
 
         return gate_route_for_plan(self.catalog, ci, result, force=self.s.gate_route == "on",
-                                   iterations=getattr(self, "iteration_telemetry", None)) or None
+                                   iterations=getattr(self, "iteration_telemetry", None),
+                                   query_types=inst.query_types) or None
 
 
 def audit_plan(request: AuditRequest, deadline_at: float | None = None,

@@ -61,16 +61,29 @@ def test_spec_source_without_telemetry(planned) -> None:
         assert all(c["admit_probability"] == 1.0 for c in p["classes"].values())
 
 
+def test_published_params_use_the_windows_token_lengths(planned) -> None:
+    """The planner sizes gate-and-route with the window's measured lengths (bucketed), which
+    differ from the catalog's typical ones."""
+    catalog, pl, ci, result, ev = planned
+    inst = pl.instance_for(_window({"code": 20, "conversation": 40}))
+    assert {q.id: q.input_tokens for q in inst.query_types} != {q.id: q.input_tokens for q in catalog.query_types}
+    measured = gate_route_for_plan(catalog, ci, result, force=True, query_types=inst.query_types)
+    typical = gate_route_for_plan(catalog, ci, result, force=True)
+    assert ev.gate_route == measured
+    assert measured != typical
+
+
 def test_fitted_source_when_the_fit_is_good(planned) -> None:
     catalog, pl, ci, result, _ = planned
-    spec = gate_route_for_plan(catalog, ci, result, force=True)
+    inst = pl.instance_for(_window({"code": 20, "conversation": 40}))
+    spec = gate_route_for_plan(catalog, ci, result, force=True, query_types=inst.query_types)
     target = sorted(spec)[0]
     acc = _telemetry(target)
     fit = acc.model_for(target)
     assert fit is not None
     pl.iteration_telemetry = acc                      # what the Controller attaches
     try:
-        params = pl._gate_route(ci, result)
+        params = pl._gate_route(ci, result, inst)
     finally:
         del pl.iteration_telemetry
     assert params is not None
