@@ -42,6 +42,7 @@ from .planner import Planner, new_planner_state
 from .settings import Settings
 
 log = structlog.get_logger()
+LAST_PUBLISHED_TAIL = 512  # messages a new leader reads back to find the last epoch and window
 
 
 def _bootstrap(s: Settings) -> list[str]:
@@ -365,33 +366,49 @@ class Controller:
         log.info("planner.synced", epoch=state["epoch"], closed_upto=state["closed_upto"])
 
     async def _last_published(self, topic: str, field: str) -> dict[str, Any] | None:
-        """This fleet's message with the highest `field` on a one-partition topic (None: none)."""
+        """This fleet's message with the highest `field` on a one-partition topic (None: none).
+
+        Reads the last LAST_PUBLISHED_TAIL messages before the reported end, on to exhaustion
+        (the embedded broker's ListOffsets(latest) can under-report the end; reading past it
+        covers that), and the whole topic only when the tail holds nothing of this fleet. The
+        fields read (epoch, window end) grow with the offset, so the tail holds the highest."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         c = AIOKafkaConsumer(bootstrap_servers=self.s.bootstrap_servers, enable_auto_commit=False)
         await c.start()
-        best: dict[str, Any] | None = None
         try:
             tp = TopicPartition(topic, 0)
             c.assign([tp])
-            await c.seek_to_beginning(tp)
-            # read to exhaustion: the embedded broker's ListOffsets(latest) can under-report the
-            # end offset, and the allocations topic is small (one message per plan change)
-            while True:
-                recs = await c.getmany(tp, timeout_ms=500, max_records=1000)
-                if not recs.get(tp):
-                    break
-                for m in recs[tp]:
-                    try:
-                        ev = json.loads(m.value)
-                        if ev.get("fleet_id") == self.s.fleet_id and ev.get(field) is not None and (
-                                best is None or float(ev[field]) > float(best[field])):
-                            best = ev
-                    except (ValueError, TypeError, AttributeError):
-                        pass
+            end = (await c.end_offsets([tp])).get(tp, 0)
+            start = max(0, end - LAST_PUBLISHED_TAIL)
+            best = await self._scan_for_highest(c, tp, start, end, field)
+            if best is None and start > 0:
+                best = await self._scan_for_highest(c, tp, 0, end, field)
         finally:
             await c.stop()
         return best
+
+    async def _scan_for_highest(self, c: Any, tp: Any, start: int, end: int, field: str,
+                                timeout_s: float = 30.0) -> dict[str, Any] | None:
+        """Read from `start` until past `end` and a poll comes back empty (the first fetch after
+        a seek can take longer than one poll)."""
+        c.seek(tp, start)
+        best: dict[str, Any] | None = None
+        give_up = time.monotonic() + timeout_s
+        while True:
+            recs = await c.getmany(tp, timeout_ms=500, max_records=1000)
+            if not recs.get(tp):
+                if await c.position(tp) >= end or time.monotonic() > give_up:
+                    return best
+                continue
+            for m in recs[tp]:
+                try:
+                    ev = json.loads(m.value)
+                    if ev.get("fleet_id") == self.s.fleet_id and ev.get(field) is not None and (
+                            best is None or float(ev[field]) > float(best[field])):
+                        best = ev
+                except (ValueError, TypeError, AttributeError):
+                    pass
 
     # ---- broker outages -------------------------------------------------------------------------
     async def _watch_broker(self) -> None:
