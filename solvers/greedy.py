@@ -112,8 +112,11 @@ class State:
 
     @classmethod
     def empty(cls, ci: CompiledInstance) -> State:
+        # a query type without demand that may go unserved needs no route (and its load
+        # coefficients are all zero, so the capacity arithmetic has nothing to divide by)
+        idle = (ci.lam <= 0) & (ci.max_unserved >= 1.0)
         return cls(rep=np.zeros(ci.n_cand, dtype=np.int64), load=np.zeros(ci.n_cand),
-                   x=np.zeros(ci.n_routes), rem=np.ones(ci.n_qt), slack=np.zeros(ci.n_qt),
+                   x=np.zeros(ci.n_routes), rem=np.where(idle, 0.0, 1.0), slack=np.zeros(ci.n_qt),
                    bud=float(ci.budget), inv=ci.gpu_count.astype(np.float64).copy())
 
     def route(self, ci: CompiledInstance, p: Prep, r: int, f: float) -> None:

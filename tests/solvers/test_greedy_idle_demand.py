@@ -1,0 +1,25 @@
+"""GH leaves query types without demand alone when they may go unserved."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from schemas import load_catalog
+from solvers import solve
+from solvers.compile import compile_instance
+from solvers.validate import check_result
+
+
+def test_zero_demand_query_types_get_no_route_and_no_arithmetic_warnings() -> None:
+    catalog = load_catalog()
+    demand = {q.id: {"arrival_rate": 0.0, "max_unserved": 1.0} for q in catalog.query_types}
+    demand["code"] = {"arrival_rate": 20.0}
+    ci = compile_instance(catalog.to_instance(demand).to_spec())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # 0/0 and x/0 on all-zero load coefficients
+        res = solve(ci, "gh")
+    assert check_result(ci, res).feasible
+    served = np.bincount(ci.route_qt, weights=res.x, minlength=ci.n_qt)
+    idle = [k for k, q in enumerate(ci.qt_ids) if q != "code"]
+    assert served[ci.qt_ids.index("code")] >= 1 - 1e-9 and not served[idle].any()
