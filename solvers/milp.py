@@ -1,16 +1,18 @@
-"""Exact MILP of the allocation model through OR-Tools' model builder (HiGHS or SCIP).
+"""Exact MILP of the allocation model: HiGHS through scipy (default) or SCIP through OR-Tools.
 
 The model is filled straight from the sparse formulation (no Python loop per variable),
 takes an optional warm start, honours a time limit and returns the proven bound.
+
+HiGHS goes through scipy (solvers.highs), not OR-Tools: OR-Tools' HiGHS wrapper returns no
+solution at all when the time limit hits (the incumbent is lost) and crashes HiGHS when
+given a hint. Through scipy the incumbent comes back with status `feasible`, and the warm
+start is handed to HiGHS as a starting solution. `solve_formulation` (OR-Tools) stays for
+the LP solves (glop) of the baselines and explanations and for the SCIP backend.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,28 +20,12 @@ import numpy as np
 from ._typing import FloatArray, IntArray
 from .compile import CompiledInstance
 from .formulation import Formulation, build
+from .highs import parse_params, quiet_native_stdout, solve_milp_arrays
 from .result import SolveResult, Status, failure, objective
 
 BACKENDS = ("highs", "scip")
-
-
-@contextlib.contextmanager
-def quiet_native_stdout() -> Iterator[None]:
-    """Native solvers print debug lines to fd 1; keep stdout clean for CLI output and JSON."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+MIP_REL_GAP = 1e-4  # HiGHS's default relative gap (what OR-Tools used too)
+__all__ = ["BACKENDS", "quiet_native_stdout", "solve_formulation", "solve_milp"]
 
 
 def _status(name: str, has_solution: bool) -> Status:
@@ -102,21 +88,34 @@ def solve_milp(ci: CompiledInstance, *, time_limit_s: float = 60.0, backend: str
                warm_start: tuple[IntArray, FloatArray] | None = None,
                prev_replicas: IntArray | None = None, switch_cost_per_gpu: float = 0.0,
                prev_orphan_gpus: float = 0.0, params: str = "") -> SolveResult:
-    """Optimal plan (or the best found by the deadline) with its proven lower bound."""
+    """Optimal plan (or the best found by the deadline) with its proven lower bound.
+
+    Status: `optimal` (proven within the relative gap 1e-4), `feasible` (the limit hit with
+    an incumbent, returned with the best bound), `no_solution` (the limit hit first),
+    `infeasible`. `params` are "name = value" lines of solver options."""
     t0 = time.perf_counter()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown MILP backend {backend!r} (one of {BACKENDS})")
     if ci.n_cand == 0:
         return failure(ci, Status.INFEASIBLE, "milp", explanation=("no feasible route at all",))
     f = build(ci, prev_replicas, switch_cost_per_gpu, prev_orphan_gpus)
     hint = hint_vector(f, *warm_start, ci, prev_replicas) if warm_start is not None else None
-    # OR-Tools' model builder crashes HiGHS when given a hint (seen with 9.15), so HiGHS gets
-    # no hint; the warm start is kept as the incumbent and returned if HiGHS finds nothing better.
-    name, has, v, obj, bound = solve_formulation(
-        f, backend=backend, time_limit_s=time_limit_s,
-        hint=hint if backend != "highs" else None, params=params)
+    if backend == "highs":
+        out = solve_milp_arrays(f.c, f.A, f.row_lo, f.row_hi, f.var_lo, f.var_hi, f.integer,
+                                time_limit_s=max(time_limit_s - (time.perf_counter() - t0), 1e-3),
+                                rel_gap=MIP_REL_GAP, options=parse_params(params),
+                                start=(np.arange(f.n_vars), hint) if hint is not None else None)
+        status, name, v = Status(out.status), out.message, out.x
+        obj, bound = out.objective + f.offset, out.bound + f.offset
+    else:
+        # OR-Tools' model builder crashes HiGHS when given a hint (seen with 9.15); SCIP takes it
+        name, has, v, obj, bound = solve_formulation(
+            f, backend=backend, time_limit_s=time_limit_s, hint=hint, params=params)
+        status = _status(name, has)
     secs = time.perf_counter() - t0
-    status = _status(name, has)
     stats: dict[str, Any] = {"backend": backend, "solver_status": name, "rows": f.A.shape[0],
                              "vars": f.n_vars, "int_vars": int(f.integer.sum())}
+    # a warm start HiGHS/SCIP did not improve on stays the incumbent
     if hint is not None and _feasible(f, hint) and (v is None or f.c @ hint + f.offset < obj - 1e-9):
         v, status = hint, (Status.FEASIBLE if status != Status.OPTIMAL else status)
         stats["incumbent"] = "warm_start"
