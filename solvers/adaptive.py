@@ -16,6 +16,15 @@ Paper section 5, made stronger where it was cheap to do so:
   types they serve. With most replicas fixed these MILPs mostly take 10-100 ms, so AGH can
   afford many of them when the deadline allows; a last, wider one frees everything but
   the dearest deployment;
+* **fillers** (`fillers=True`): after the polish, every neighbourhood MILP and add-drop
+  are also offered the candidates covering the most query types per dollar within their
+  error bounds and the best-priced ones under LP duals (solvers.agh_pools). Optimal
+  (30,30,30) fleets pair a few large "hub" replicas with such cheap replicas carrying
+  several types' leftovers; no per-type ranking picks them and the LP relaxation
+  undervalues them, so without this the neighbourhoods never see them;
+* **warm MILP start** (`warm_milp=True`): every MILP move hands the incumbent to HiGHS as
+  its starting solution (solvers.highs), so a MILP cut off by its limit still returns at
+  least the incumbent and HiGHS's sub-MIP search starts around it;
 * **consolidation** (`consolidate=True`): rebalance with the LP (secondary objective:
   fractional replica cost, which empties expensive replicas), trim idle replicas, then
   remove whole deployments and single replicas while the LP still routes everything.
@@ -25,10 +34,11 @@ they pack together (one large "hub" deployment plus a few cheap replicas that ca
 awkward remainder and the accuracy mix). Greedy construction and single-deployment moves
 stall one or two swaps away from such fleets; an exact re-decision of a small neighbourhood
 finds those swaps directly. HiGHS needs ~0.1-0.5 s to find a pool's optimum at (20,20,20)
-(its root cut loop dominates) and more at (30,30,30), so at the default 0.5 s deadline the
-first polish MILP gets most of the time and the gap left depends on whether its pool holds
-the optimal deployments; longer deadlines let the neighbourhood MILPs close the rest
-(docs/benchmarks.md, "Solvers").
+(its root cut loop dominates) and ~1 s at (30,30,30), so the first polish MILP gets the
+larger of 0.4 s and half the deadline: at 0.5 s it gets most of the time and the gap left
+depends on whether its pool holds the optimal deployments; at (30,30,30) AGH needs ~2 s
+(polish ~1 s, then the neighbourhood MILPs with fillers close the rest; docs/benchmarks.md,
+"Solvers", runs it at the paper's 2.3 s).
 
 The objective minimised is the spec section 5 cost plus, when re-planning, the section 6
 switch cost against `prev_replicas` (reported in stats["switch_cost"], not in objective).
@@ -58,14 +68,19 @@ POLISH_LEVELS = ((2, 2, 1), (4, 4, 2), (8, 8, 3))  # polish pools: (starts, sibl
 #                                                   per query type and key), widened in turn
 POLISH_POOL = 40      # the first polish MILP: the widest level with at most this many candidates
 POLISH_SHARE = 0.9    # a polish MILP may use this share of the time left, but no more
-POLISH_MIN_S = 0.35   # than the larger of this and
-POLISH_CAP = 0.3      # this share of the deadline (the rest goes to neighbourhood MILPs)
-POLISH_LINKS = True   # x_r <= r_d rows in the polish MILP (stronger LP relaxation)
+POLISH_MIN_S = 0.4    # than the larger of this and
+POLISH_CAP = 0.5      # this share of the deadline (the rest goes to neighbourhood MILPs)
+POLISH_LINKS = False  # x_r <= r_d rows in the polish MILP: a stronger LP bound, but a slower
+#                       root; started from AGH's plan, HiGHS finds better plans sooner
+#                       without them ((30,30,30): the optimum in ~0.8 s instead of ~1.1 s)
 PRICED = 10           # candidates priced in (by LP duals) from the second polish MILP on
+FILLERS = 10          # filler candidates (agh_pools.PoolBuilder.fillers) offered to the
+#                       neighbourhood MILPs and add-drop, with as many priced by LP duals
+#                       of a pool around the polished incumbent (_fillers)
 LNS_VARIANTS = 6      # variants per freed deployment in a neighbourhood MILP
 LNS_DEPTH = 2         # per-query-type options (per key) of the freed traffic
 LNS_MIN_S = 0.1       # time limit of one neighbourhood MILP: at least this, or
-LNS_SHARE = 0.25      # this share of the time left
+LNS_SHARE = 0.35      # this share of the time left
 MILP_GAP = 0.002      # relative MIP gap of every MILP move (well inside the 1 % target)
 ACC_TOL = 1e-9        # served-traffic error excess tolerated in a plan (validator: 1e-6)
 FINISH_S_PER_ROUTE = 1.2e-7  # time kept for the final validation pass (finish), per route
@@ -98,11 +113,13 @@ class _Ctx:
     m2: bool
     m3: bool
     ar: ActiveRoutes
+    warm_milp: bool = True  # MILP moves start from the incumbent
     build_s: float = 0.0   # slowest full greedy pass so far (a start is begun only if it fits)
     lp_calls: int = 0
     milps: int = 0
     evals: int = 0
     adds: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    extra: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # fillers
 
     def left(self) -> float:
         return self.t_end - time.perf_counter()
@@ -302,16 +319,18 @@ def _improve(ctx: _Ctx, cur: _Plan, local_search: bool, consolidate: bool,
 # ---- MILP moves -------------------------------------------------------------------------------
 
 def _milp(ctx: _Ctx, cands: IntArray, time_limit_s: float, fixed: dict[int, int] | None = None,
-          links: bool = False) -> tuple[_Plan | None, bool]:
+          links: bool = False, start: _Plan | None = None) -> tuple[_Plan | None, bool]:
     """Pool MILP (solvers.pool_milp): (plan or None, whether the pool optimum was proven).
-    The routing is redone by the route LP, which keeps a margin against solver round-off."""
+    `start` (if its deployments are in the pool) is HiGHS's starting solution. The routing
+    is redone by the route LP, which keeps a margin against solver round-off."""
     budget = min(time_limit_s, ctx.left() - 0.01)
     routes = int(np.count_nonzero(ctx.p.ridx[:, cands] >= 0))
     if len(cands) == 0 or budget < 0.01 + expected_overrun_s(routes):
         return None, False
     ctx.milps += 1
     out = solve_pool(ctx.ci, cands, budget, fixed=fixed, prev=ctx.prev,
-                     switch_cost_per_gpu=ctx.sw, links=links, rel_gap=MILP_GAP)
+                     switch_cost_per_gpu=ctx.sw, links=links, rel_gap=MILP_GAP,
+                     start=start.rep if start is not None and ctx.warm_milp else None)
     if out is None:
         return None, False
     rep, x, proven = out
@@ -349,16 +368,20 @@ class LNS:
         fr = np.array(free, dtype=np.int64)
         budget = float(ci.cand_cost[fr] @ cur.rep[fr])
         depth = LNS_DEPTH + (1 if len(free) > 2 else 0)
-        parts = [np.flatnonzero(cur.rep > 0), pools.per_qt(pools.qts_of(fr, cur.x), depth)]
+        parts = [np.flatnonzero(cur.rep > 0), pools.per_qt(pools.qts_of(fr, cur.x), depth),
+                 self.ctx.extra]
         parts += [pools.variants(int(d), budget, LNS_VARIANTS) for d in fr]
         return np.unique(np.concatenate(parts))
 
     def step(self, cur: _Plan) -> _Plan:
         """First improving neighbourhood MILP around `cur` (see `neighbourhoods`)."""
         ctx = self.ctx
-        groups = neighbourhoods(ctx.ci, cur)
+        # within each group size, the smallest pools first: their MILPs are the quickest
+        # to prove, and a cut-off MILP says nothing
+        groups = [(free, self.pool(cur, free)) for free in neighbourhoods(ctx.ci, cur)]
+        groups.sort(key=lambda g: (len(g[0]), len(g[1])))
         for scale in (1.0, 2.0, 4.0):
-            for free in groups:
+            for free, pool in groups:
                 if ctx.left() <= 0.01:
                     return cur
                 key = cur.rep.tobytes() + np.array(free).tobytes()
@@ -367,7 +390,7 @@ class LNS:
                     continue
                 fixed = {int(d): int(cur.rep[d]) for d in np.flatnonzero(cur.rep > 0)
                          if d not in free}
-                cand, proven = _milp(ctx, self.pool(cur, free), base * scale, fixed=fixed)
+                cand, proven = _milp(ctx, pool, base * scale, fixed=fixed, start=cur)
                 self.limit[key] = np.inf if proven else base * scale
                 if cand is not None and cand.better(cur):
                     self.wins += 1
@@ -399,13 +422,26 @@ def _polish(ctx: _Ctx, pools: PoolBuilder, best: _Plan, starts: list[_Plan],
         if np.array_equal(cands, done):
             continue
         limit = min(POLISH_SHARE * ctx.left(), max(POLISH_MIN_S, POLISH_CAP * deadline_s))
-        cand, proven = _milp(ctx, cands, limit, links=POLISH_LINKS)
+        cand, proven = _milp(ctx, cands, limit, links=POLISH_LINKS, start=best)
         done = cands
         if cand is not None and cand.better(best):
             best, wins = cand, wins + 1
         if not proven:
             break
     return best, wins
+
+
+def _fillers(ctx: _Ctx, pools: PoolBuilder, best: _Plan) -> IntArray:
+    """Candidates offered to every neighbourhood MILP and to add-drop besides their own:
+    the fillers (most query types covered per dollar) and as many candidates priced by
+    the LP duals of a pool around the incumbent (its deployments, the fillers, every query
+    type's best options)."""
+    fill = pools.fillers(FILLERS)
+    base = np.unique(np.concatenate([np.flatnonzero(best.rep > 0), fill, pools.per_qt(None, 1)]))
+    duals = pool_duals(ctx.ci, base, time_limit_s=max(min(ctx.left() / 4, 0.2), 0.005))
+    if duals is None:
+        return fill
+    return np.union1d(fill, pools.priced(*duals, ctx.ar.lat_cost, FILLERS))
 
 
 def _warm(ctx: _Ctx, warm: tuple[IntArray, FloatArray]) -> list[_Plan]:
@@ -440,7 +476,8 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
               prev_replicas: IntArray | None = None, switch_cost_per_gpu: float = 0.0,
               starts: int = DEFAULT_STARTS, local_search: bool = True, consolidate: bool = True,
               m1: bool = True, m2: bool = True, m3: bool = True,
-              polish: bool = True, lns: bool = True) -> SolveResult:
+              polish: bool = True, lns: bool = True, fillers: bool = True,
+              warm_milp: bool = True) -> SolveResult:
     """Best plan found within `deadline_s` (wall clock, checked inside every loop)."""
     t0 = time.perf_counter()
     if ci.n_routes == 0:
@@ -452,7 +489,8 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
     # measured here is the floor
     finish_s = max(FINISH_S_PER_ROUTE * ci.n_routes, time.perf_counter() - t0)
     ctx = _Ctx(ci, p, t0 + 0.97 * deadline_s - 0.003 - finish_s, prev,
-               float(switch_cost_per_gpu), m2, m3, ActiveRoutes(ci, p.lc, p.ridx))
+               float(switch_cost_per_gpu), m2, m3, ActiveRoutes(ci, p.lc, p.ridx),
+               warm_milp=warm_milp)
     pool: list[_Plan] = []
     if warm_start is not None:
         pool += _warm(ctx, warm_start)
@@ -474,6 +512,9 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
         best = _consolidate(ctx, best)
     if polish and pools is not None:
         best, polished = _polish(ctx, pools, best, distinct, deadline_s)
+    if fillers and pools is not None and (lns or local_search) and ctx.left() > 0:
+        ctx.extra = _fillers(ctx, pools, best)
+        ctx.adds = np.union1d(ctx.adds, ctx.extra)
     moves = LNS(ctx, pools) if lns and pools is not None else None
     improved = 0
     for cand in [best] + [q for q in distinct if q is not best]:
@@ -486,5 +527,6 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
     stats = {"starts": len(orders), "improved_starts": improved, "lp_calls": ctx.lp_calls,
              "milps": ctx.milps, "evaluations": ctx.evals, "switch_cost": ctx.switch(best.rep),
              "deadline_s": deadline_s, "seed": seed,
-             "polish_wins": polished, "lns_wins": moves.wins if moves else 0}
+             "polish_wins": polished, "lns_wins": moves.wins if moves else 0,
+             "fillers": len(ctx.extra), "warm_milp": warm_milp}
     return finish(ci, "agh", best.rep, best.x, t0, stats)

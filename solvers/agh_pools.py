@@ -13,7 +13,12 @@ pools are built from three cheap signals:
 * **variants** of a deployment (same model, any tier, tp <= 2, pp = 1) no dearer than it,
   for swap neighbourhoods;
 * **priced** candidates: the best value per dollar of one replica under the duals of a
-  pool's LP relaxation (column-generation pricing, used as a ranking, not to convergence).
+  pool's LP relaxation (column-generation pricing, used as a ranking, not to convergence);
+* **fillers**: the candidates whose one replica covers the most query types per dollar
+  within their error bounds (sum over types of the share of the type one replica can
+  carry). No single type ranks them first and LP duals undervalue them (the relaxation
+  buys hub capacity by the fraction), but optimal fleets at (30,30,30) pair a few large
+  "hub" replicas with such cheap replicas that take several types' leftovers.
 """
 from __future__ import annotations
 
@@ -54,6 +59,16 @@ class PoolBuilder:
                 top = top[np.lexsort((top, v[top]))]
                 top = top[np.isfinite(v[top])]
                 self.options[i, k, :len(top)] = d_r[rs[top]]
+        ok = p.open_ok & (p.ee <= EPS)
+        with np.errstate(divide="ignore"):
+            share = np.where(ok, np.minimum(1.0, U / p.lc), 0.0)
+        cover = np.bincount(d_r, weights=share, minlength=ci.n_cand)
+        self.filler_rank = np.lexsort((np.arange(ci.n_cand), -cover / ci.cand_cost))
+        self.filler_rank = self.filler_rank[cover[self.filler_rank] > 0]
+
+    def fillers(self, n: int) -> IntArray:
+        """The `n` candidates covering the most query types per dollar (within error bounds)."""
+        return np.sort(self.filler_rank[:max(n, 0)])
 
     def per_qt(self, qts: IntArray | None = None, depth: int = 1) -> IntArray:
         """The best `depth` options of every key for the given query types (all if None)."""

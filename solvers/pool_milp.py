@@ -2,10 +2,10 @@
 
 AGH's MILP moves: re-decide replicas and routing jointly over a few dozen candidates,
 optionally with some replica counts fixed (a large-neighbourhood move: everything outside
-the neighbourhood stays as it is). HiGHS is called through scipy.optimize.milp because,
-unlike OR-Tools' HiGHS wrapper, it returns the incumbent when the time limit hits (and
-needs no hint, which crashes HiGHS through OR-Tools). The switch-cost term of spec section
-6 is kept, so re-planning moves see the cost of churn.
+the neighbourhood stays as it is). HiGHS is called through scipy (solvers.highs) because,
+unlike OR-Tools' HiGHS wrapper, it returns the incumbent when the time limit hits, and it
+takes AGH's plan as a starting solution (through OR-Tools a hint crashes HiGHS). The
+switch-cost term of spec section 6 is kept, so re-planning moves see the cost of churn.
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+from scipy.optimize import linprog
 
 from ._typing import FloatArray, IntArray
 from .compile import CompiledInstance
 from .formulation import Formulation, build
-from .milp import quiet_native_stdout
+from .highs import solve_milp_arrays
 from .subproblem import lift, restrict
 
 
@@ -47,14 +47,16 @@ def expected_overrun_s(n_routes: int) -> float:
 def solve_pool(ci: CompiledInstance, cands: IntArray, time_limit_s: float, *,
                fixed: Mapping[int, int] | None = None, prev: IntArray | None = None,
                switch_cost_per_gpu: float = 0.0, links: bool = False,
-               rel_gap: float = 0.002) -> tuple[IntArray, FloatArray, bool] | None:
+               rel_gap: float = 0.002, start: IntArray | None = None,
+               ) -> tuple[IntArray, FloatArray, bool] | None:
     """(replicas, x, proven optimal for the pool) in the full index spaces, or None when
     HiGHS found no plan in time.
 
     `time_limit_s` covers the whole call: HiGHS gets what is left after building the model,
     minus its expected overrun. `fixed` maps candidates (which must be in `cands`) to the
     replica count they keep. `prev` (full candidate space) adds the switch cost; GPUs of
-    previous deployments outside the pool count as stopped.
+    previous deployments outside the pool count as stopped. `start` (replicas, full candidate
+    space) is handed to HiGHS as a starting solution when all its deployments are in the pool.
     """
     t_end = time.perf_counter() + time_limit_s
     sub, cmap, rmap = restrict(ci, cands)
@@ -73,14 +75,24 @@ def solve_pool(ci: CompiledInstance, cands: IntArray, time_limit_s: float, *,
     limit = t_end - time.perf_counter() - expected_overrun_s(sub.n_routes)
     if limit < 0.002:
         return None
-    with quiet_native_stdout():  # HiGHS 1.12 prints debug lines to fd 1
-        res = milp(f.c, integrality=f.integer.astype(np.int64), bounds=Bounds(var_lo, var_hi),
-                   constraints=LinearConstraint(a, lo, hi),
-                   options={"time_limit": limit, "mip_rel_gap": rel_gap})
-    if res.x is None:
+    out = solve_milp_arrays(f.c, a, lo, hi, var_lo, var_hi, f.integer, time_limit_s=limit,
+                            rel_gap=rel_gap, start=_start(f, cmap, start))
+    if out.x is None:
         return None
-    rep, x = lift(ci, cmap, rmap, np.rint(res.x[f.r]).astype(np.int64), res.x[f.x])
-    return rep, x, res.status == 0
+    rep, x = lift(ci, cmap, rmap, np.rint(out.x[f.r]).astype(np.int64), out.x[f.x])
+    return rep, x, out.status == "optimal"
+
+
+def _start(f: Formulation, cmap: IntArray, start: IntArray | None) -> tuple[IntArray, FloatArray] | None:
+    """The replica part of a starting solution (HiGHS completes the routing with an LP), or
+    None when the start uses a deployment outside the pool."""
+    if start is None:
+        return None
+    used = np.flatnonzero(start > 0)
+    if not np.all(np.isin(used, cmap)):
+        return None
+    vals = np.asarray(start, dtype=np.float64)[cmap]
+    return np.arange(f.r.start, f.r.stop), np.minimum(vals, f.var_hi[f.r])
 
 
 def pool_duals(ci: CompiledInstance, cands: IntArray, links: bool = True,

@@ -149,3 +149,95 @@ def test_neighbourhood_milp_repairs_a_swapped_deployment(small) -> None:
         found = nxt
     assert found.cost <= exact.objective * 1.01 + 1e-9
     assert lns.wins >= 1
+
+
+def test_fillers_cover_the_most_query_types_per_dollar(small) -> None:
+    """Fillers: ranked by the summed share of each query type one replica can carry within
+    the type's error bound, per dollar (computed here from the raw arrays)."""
+    ci, _exact = small
+    p = prepare(ci)
+    ok = p.open_ok & (p.ee <= 1e-12)
+    share = np.where(ok, np.minimum(1.0, ci.max_utilization / p.lc), 0.0)
+    per_dollar = np.bincount(ci.route_cand, weights=share, minlength=ci.n_cand) / ci.cand_cost
+    fill = PoolBuilder(ci, p).fillers(8)
+    assert len(fill) == 8 and len(np.unique(fill)) == 8
+    rest = np.setdiff1d(np.arange(ci.n_cand), fill)
+    assert per_dollar[fill].min() >= per_dollar[rest].max() - 1e-12
+    # each filler serves more than one query type within its bound
+    covered = np.bincount(ci.route_cand[ok], minlength=ci.n_cand)
+    assert np.all(covered[fill] >= 2)
+
+
+def test_neighbourhood_pools_offer_the_fillers(small) -> None:
+    ci, exact = small
+    ctx = _ctx(ci)
+    pools = PoolBuilder(ci, ctx.p)
+    cur = ctx.plan(exact.replicas, exact.x)
+    lns = agh.LNS(ctx, pools)
+    free = agh.neighbourhoods(ci, cur)[0]
+    without = lns.pool(cur, free)
+    ctx.extra = agh._fillers(ctx, pools, cur)
+    with_fill = lns.pool(cur, free)
+    assert np.all(np.isin(pools.fillers(agh.FILLERS), ctx.extra))
+    assert np.all(np.isin(ctx.extra, with_fill)) and np.all(np.isin(without, with_fill))
+
+
+def _filler_instance(spec_instance: dict) -> dict:
+    """Four query types on L4s; per type three small specialists (accurate and fast on
+    their type, far above the error bound on the others) and one 3B generalist within every
+    bound. The generalist is no type's first three options on any pool key, so no per-type
+    ranking offers it, yet one replica of it carries most of the traffic of all four types."""
+    import copy
+
+    inst = copy.deepcopy(spec_instance)
+    types = [f"t{i}" for i in range(4)]
+    qt = spec_instance["query_types"][1]
+    inst["name"] = "filler-handbuilt"
+    inst["query_types"] = [dict(qt, id=t, arrival_rate=0.3, max_error=0.3) for t in types]
+
+    def model(mid: str, params_b: float, err: dict) -> dict:
+        return {"id": mid, "params_b": params_b, "n_layers": 32, "d_model": 4096,
+                "n_kv_heads": 8, "head_dim": 128, "error": err}
+
+    inst["models"] = [model("generalist", 3.0, {t: 0.28 for t in types})] + [
+        model(f"spec-{t}-{k}", p, {u: (0.10 + 0.02 * k if u == t else 0.6) for u in types})
+        for t in types for k, p in enumerate((1.0, 1.5, 2.0))]
+    inst["gpus"] = [g for g in spec_instance["gpus"] if g["id"] == "L4"]
+    inst["precisions"] = [p for p in spec_instance["precisions"] if p["id"] == "fp16"]
+    inst["parallelism"] = {"tp": [1, 2], "pp": [1]}
+    return inst
+
+
+def test_only_a_filler_reaches_the_optimum(spec_instance: dict) -> None:
+    """From the one-specialist-per-type fleet, neighbourhood MILPs over the usual pools stay
+    put; offered the fillers, they reach the optimum, which uses the generalist."""
+    ci = compile_instance(_filler_instance(spec_instance))
+    exact = solve_milp(ci, time_limit_s=30)
+    assert exact.status == Status.OPTIMAL
+    generalist = np.flatnonzero(np.array(ci.model_ids)[ci.cand_model] == "generalist")
+    assert exact.replicas[generalist].sum() >= 1
+    ctx = _ctx(ci)
+    pools = PoolBuilder(ci, ctx.p)
+    assert not np.isin(generalist, pools.per_qt(None, 3)).any()
+    assert np.isin(pools.fillers(1), generalist).all()
+    rep = np.zeros(ci.n_cand, dtype=np.int64)
+    for t in range(ci.n_qt):  # the cheapest specialist of every type, one replica each
+        spec = [d for d in np.flatnonzero(ctx.p.ridx[t] >= 0)
+                if ci.model_ids[ci.cand_model[d]].startswith(f"spec-{ci.qt_ids[t]}-")]
+        rep[min(spec, key=lambda d: (ci.cand_cost[d], ci.model_ids[ci.cand_model[d]]))] = 1
+    start = ctx.plan(rep, ctx.lp(rep))
+    assert start.excess == 0 and start.cost > exact.objective * 1.5
+
+    def descend(ctx: agh._Ctx) -> agh._Plan:
+        lns, cur = agh.LNS(ctx, pools), start
+        for _ in range(8):
+            nxt = lns.step(cur)
+            if not nxt.better(cur):
+                return cur
+            cur = nxt
+        return cur
+
+    assert descend(ctx).cost > exact.objective * 1.5
+    ctx = _ctx(ci)
+    ctx.extra = agh._fillers(ctx, pools, start)
+    assert descend(ctx).cost <= exact.objective * (1 + 1e-6)

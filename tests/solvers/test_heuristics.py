@@ -79,19 +79,20 @@ def test_agh_within_one_percent_of_proven_optimum(catalog, seed, scenario) -> No
 @pytest.mark.parametrize("seed", [0, 2])
 def test_agh_reaches_the_proven_optimum_where_it_used_to_stall(catalog, seed) -> None:
     """(10,10,10) seeds 0 and 2: the optimum is two mid-size replicas that no greedy start
-    uses. Without the MILP moves, starts + local search stop 16 % and 24 % above it."""
+    uses. Without the MILP moves (and the filler candidates, which also feed add-drop),
+    starts + local search stop 16 % and 24 % above it."""
     ci = compile_instance(_inst(catalog, (10, 10, 10), seed))
     exact = solve_milp(ci, time_limit_s=60, params=QUIET)
     assert exact.status == Status.OPTIMAL
     agh = solve_agh(ci, deadline_s=2.0)
     assert agh.objective <= exact.objective * 1.01 + 1e-9
     assert agh.stats["polish_wins"] + agh.stats["lns_wins"] >= 1
-    local = solve_agh(ci, deadline_s=2.0, polish=False, lns=False)
+    local = solve_agh(ci, deadline_s=2.0, polish=False, lns=False, fillers=False)
     assert local.objective > exact.objective * 1.05
 
 
 @pytest.mark.parametrize("flags", [{"polish": False}, {"lns": False}, {"local_search": False},
-                                   {"consolidate": False},
+                                   {"consolidate": False}, {"fillers": False}, {"warm_milp": False},
                                    {"polish": False, "lns": False, "local_search": False,
                                     "consolidate": False}])
 def test_every_component_can_be_switched_off(catalog, checker, flags) -> None:
@@ -106,6 +107,8 @@ def test_every_component_can_be_switched_off(catalog, checker, flags) -> None:
         assert res.stats["lns_wins"] == 0
     if flags.get("polish") is False and flags.get("lns") is False:
         assert res.stats["milps"] == 0
+    if flags.get("fillers") is False:
+        assert res.stats["fillers"] == 0
 
 
 def test_deadline_is_honoured_with_milp_moves(catalog, checker) -> None:
