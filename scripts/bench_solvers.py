@@ -2,7 +2,7 @@
 """Solver sweep: GH, AGH, LPR, DVR, HF and the exact MILP on generated instances.
 
     .venv/bin/python scripts/bench_solvers.py [--quick] [--sizes 6,6,10 20,20,20]
-        [--seeds 3] [--exact-time-limit 600] [--agh-deadline 0.5]
+        [--seeds 3,20x20x20=9] [--exact-time-limit 600] [--agh-deadline 0.5,30x30x30=2.3]
         [--deadline-sweep 1,2,5] [--no-cache] [--no-docs]
 
 Per instance: compile time, each method's `seconds` (solve on the compiled instance, compile
@@ -11,10 +11,16 @@ bound and against the proven optimum, and AGH's gap at longer deadlines (`--dead
 which deadline brings AGH within 1 % of the optimum). Writes a CSV and PNG plots to
 docs/figures/ and the "Solvers" section of docs/benchmarks.md (between markers).
 
-The exact MILP runs once per instance, cold: HiGHS takes no hint through OR-Tools (it
-crashes), so a warm-started run would be the same search. Its result is cached in
-build/bench_cache/milp/, keyed by a hash of the instance and the time limit, so re-running
-the sweep after a heuristic change costs only the heuristics (`--no-cache` re-solves).
+The AGH deadline may depend on the size (`--agh-deadline 0.5,30x30x30=2.3`: 0.5 s, but
+2.3 s at (30,30,30), the paper's AGH time); the table prints the deadline used per size.
+`--seeds` takes the same form (seeds 0..n-1 per size: `3,20x20x20=9`).
+
+The exact MILP (solvers.milp: HiGHS through scipy, which keeps its incumbent at the time
+limit) runs once per instance, cold, so its time is the exact solver's own. Its result is
+cached in build/bench_cache/milp/, keyed by a hash of the instance, the time limit and the
+backend (MILP_BACKEND), so re-running the sweep after a heuristic change costs only the
+heuristics (`--no-cache` re-solves). A proven optimum cached under an older backend's key
+is reused (optimality does not depend on the solver); anything else is solved again.
 """
 from __future__ import annotations
 
@@ -47,6 +53,8 @@ from solvers.validate import check_result  # noqa: E402
 FIG = REPO / "docs" / "figures"
 CACHE = REPO / "build" / "bench_cache" / "milp"
 QUIET = "log_to_console = false"
+MILP_BACKEND = "highs-scipy"     # part of the cache key: which solver produced a result
+LEGACY_BACKENDS = ("highs",)      # older keys (OR-Tools' HiGHS) whose proven optima stay valid
 HEUR = ("gh", "agh", "lpr", "dvr", "hf")
 
 
@@ -68,7 +76,9 @@ def run_instance(cat: dict, size: tuple[int, int, int], seed: int, args, chk) ->
     row: dict = {"size": "x".join(map(str, size)), "seed": seed, "routes": ci.n_routes,
                  "candidates": ci.n_cand, "compile_s": time.perf_counter() - t}
     solve_gh(ci)  # first-call import/JIT noise out of the timings
-    res = {"gh": solve_gh(ci), "agh": solve_agh(ci, deadline_s=args.agh_deadline, seed=seed),
+    agh_dl = agh_deadline_for(args, size)
+    row["agh_deadline"] = agh_dl
+    res = {"gh": solve_gh(ci), "agh": solve_agh(ci, deadline_s=agh_dl, seed=seed),
            "lpr": solve_lpr(ci), "dvr": solve_dvr(ci), "hf": solve_hf(ci)}
     for k, r in res.items():
         row[f"{k}_s"] = r.seconds
@@ -79,6 +89,7 @@ def run_instance(cat: dict, size: tuple[int, int, int], seed: int, args, chk) ->
         row[f"agh_{k}"] = agh.stats.get(k, 0)
     m = exact_milp(inst, ci, args.exact_time_limit, use_cache=not args.no_cache)
     row["milp_cached"] = m["cached"]
+    row["milp_backend"] = m.get("backend", LEGACY_BACKENDS[0])
     for k in ("status", "s", "cost", "bound"):
         row[f"milp_{k}"] = m[k]
     row["optimum"] = m["cost"] if m["status"] == Status.OPTIMAL.value else math.nan
@@ -104,20 +115,35 @@ def _valid(inst: dict, ci, r, chk) -> bool:
     return bool(valid)
 
 
-def instance_key(inst: dict, time_limit_s: float) -> str:
-    blob = json.dumps(inst, sort_keys=True, separators=(",", ":")) + f"|highs|{time_limit_s:g}"
+def instance_key(inst: dict, time_limit_s: float, backend: str = MILP_BACKEND) -> str:
+    blob = json.dumps(inst, sort_keys=True, separators=(",", ":")) + f"|{backend}|{time_limit_s:g}"
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cached_milp(inst: dict, time_limit_s: float) -> dict | None:
+    """The cached result for this backend, else a proven optimum cached by an older one."""
+    path = CACHE / f"{instance_key(inst, time_limit_s)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    for old in LEGACY_BACKENDS:
+        legacy = CACHE / f"{instance_key(inst, time_limit_s, old)}.json"
+        if legacy.exists():
+            out = json.loads(legacy.read_text())
+            if out.get("status") == Status.OPTIMAL.value:
+                return {**out, "backend": old}
+    return None
 
 
 def exact_milp(inst: dict, ci, time_limit_s: float, use_cache: bool = True) -> dict:
     """Cold exact MILP result (status, s, cost, bound, plan as sparse lists), cached on disk."""
     path = CACHE / f"{instance_key(inst, time_limit_s)}.json"
-    if use_cache and path.exists():
-        return {**json.loads(path.read_text()), "cached": True}
+    hit = cached_milp(inst, time_limit_s) if use_cache else None
+    if hit is not None:
+        return {**hit, "cached": True}
     m = solve_milp(ci, time_limit_s=time_limit_s, params=QUIET)
     nz = [int(d) for d in (m.replicas > 0).nonzero()[0]]
     xr = [int(r) for r in (m.x > 0).nonzero()[0]]
-    out = {"status": m.status.value, "s": m.seconds,
+    out = {"backend": MILP_BACKEND, "status": m.status.value, "s": m.seconds,
            "cost": m.objective if m.has_solution else math.nan,
            "bound": m.bound if m.bound is not None else math.nan,
            "replicas": {str(d): int(m.replicas[d]) for d in nz},
@@ -125,6 +151,29 @@ def exact_milp(inst: dict, ci, time_limit_s: float, use_cache: bool = True) -> d
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out))
     return {**out, "cached": False}
+
+
+def parse_deadlines(spec: str) -> tuple[float, dict[str, float]]:
+    """"0.5,30x30x30=2.3" -> (0.5, {"30x30x30": 2.3}): a default and per-size overrides
+    (also used for --seeds)."""
+    default, per = None, {}
+    for tok in (t.strip() for t in spec.split(",") if t.strip()):
+        if "=" in tok:
+            size, val = tok.split("=", 1)
+            per[size.strip().replace(",", "x")] = float(val)
+        else:
+            default = float(tok)
+    if default is None:
+        raise ValueError(f"a default value is needed before per-size overrides (got {spec!r})")
+    return default, per
+
+
+def agh_deadline_for(args, size: tuple[int, int, int]) -> float:
+    return args.agh_deadlines[1].get("x".join(map(str, size)), args.agh_deadlines[0])
+
+
+def seeds_for(args, size: tuple[int, int, int]) -> int:
+    return int(args.seed_counts[1].get("x".join(map(str, size)), args.seed_counts[0]))
 
 
 def _med(vals: list[float]) -> float:
@@ -140,7 +189,8 @@ def summarise(rows: list[dict], deadlines: list[float]) -> list[dict]:
     out = []
     for size in dict.fromkeys(r["size"] for r in rows):
         rs = [r for r in rows if r["size"] == size]
-        s = {"size": size, "n": len(rs), "compile_s": _med([r["compile_s"] for r in rs])}
+        s = {"size": size, "n": len(rs), "compile_s": _med([r["compile_s"] for r in rs]),
+             "agh_deadline": rs[0]["agh_deadline"]}
         for k in HEUR:
             s[f"{k}_s"] = _med([r[f"{k}_s"] for r in rs])
             s[f"{k}_cost"] = _med([r[f"{k}_cost"] for r in rs])
@@ -173,14 +223,14 @@ def _pct(v: float, p: str = ".2f") -> str:
 
 def table_md(summary: list[dict]) -> str:
     """The issue's table: GH and AGH times, AGH gap per seed, GH gap, MILP time, speedup."""
-    head = ("| size | n | compile s | GH ms | AGH s | AGH gap vs optimum, per seed | AGH max gap | "
+    head = ("| size | n | compile s | GH ms | AGH deadline s | AGH s | AGH gap vs optimum, per seed | AGH max gap | "
             "GH max gap | MILP s (proven/n) | GH $/h | AGH $/h | MILP $/h | AGH speedup vs MILP |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summary:
         per_seed = ", ".join(_pct(g, ".1f") for g in s["agh_gaps"])
         lines.append(
             f"| {s['size']} | {s['n']} | {_fmt(s['compile_s'])} | {_fmt(1000 * s['gh_s'], '.1f')} | "
-            f"{_fmt(s['agh_s'])} | {per_seed} | {_pct(s['agh_gap_opt_max'])} | "
+            f"{s['agh_deadline']:g} | {_fmt(s['agh_s'])} | {per_seed} | {_pct(s['agh_gap_opt_max'])} | "
             f"{_pct(s['gh_gap_opt_max'], '.1f')} | {_fmt(s['milp_s'], '.1f')} "
             f"({s['milp_optimal']}/{s['n']}) | {_fmt(s['gh_cost'], '.2f')} | {_fmt(s['agh_cost'], '.2f')} | "
             f"{_fmt(s['milp_cost'], '.2f')} | {_fmt(s['agh_speedup'], '.0f')}x |")
@@ -198,11 +248,11 @@ def baselines_md(summary: list[dict]) -> str:
 
 
 def deadline_md(summary: list[dict], args) -> str:
-    dls = [args.agh_deadline] + list(args.deadline_sweep)
-    head = "| size | " + " | ".join(f"AGH {d:g} s: max gap (within 1 %)" for d in dls) + " |"
+    head = ("| size | AGH at its sweep deadline: max gap (within 1 %) | "
+            + " | ".join(f"AGH {d:g} s: max gap (within 1 %)" for d in args.deadline_sweep) + " |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summary:
-        cells = [f"{_pct(s['agh_gap_opt_max'])} ({sum(g <= 0.01 + 1e-9 for g in s['agh_gaps'] if not math.isnan(g))}/{s['proven']})"]
+        cells = [f"{s['agh_deadline']:g} s: {_pct(s['agh_gap_opt_max'])} ({sum(g <= 0.01 + 1e-9 for g in s['agh_gaps'] if not math.isnan(g))}/{s['proven']})"]
         cells += [f"{_pct(s[f'agh@{d:g}_max'])} ({s[f'agh@{d:g}_within']}/{s['proven']})"
                   for d in args.deadline_sweep]
         lines.append(f"| {s['size']} | " + " | ".join(cells) + " |")
@@ -217,11 +267,11 @@ def print_rich(summary: list[dict], args) -> None:
         print(table_md(summary))
         return
     t = Table(title="Solver sweep (medians; gaps vs the proven optimum)")
-    for c in ("size", "GH ms", "AGH s", "AGH gap per seed", "AGH max", "GH max", "MILP s",
+    for c in ("size", "GH ms", "AGH dl s", "AGH s", "AGH gap per seed", "AGH max", "GH max", "MILP s",
               "opt/n", "speedup", *[f"AGH@{d:g}s max" for d in args.deadline_sweep]):
         t.add_column(c, justify="right")
     for s in summary:
-        t.add_row(s["size"], _fmt(1000 * s["gh_s"], ".1f"), _fmt(s["agh_s"]),
+        t.add_row(s["size"], _fmt(1000 * s["gh_s"], ".1f"), f"{s['agh_deadline']:g}", _fmt(s["agh_s"]),
                   ", ".join(_pct(g, ".1f") for g in s["agh_gaps"]), _pct(s["agh_gap_opt_max"]),
                   _pct(s["gh_gap_opt_max"], ".1f"), _fmt(s["milp_s"], ".1f"),
                   f"{s['milp_optimal']}/{s['n']}", _fmt(s["agh_speedup"], ".0f") + "x",
@@ -269,16 +319,22 @@ def write_doc(summary: list[dict], rows: list[dict], args, figs: list[str]) -> N
     gh_gaps = [r["gh_gap_opt"] for r in rows if not math.isnan(r["gh_gap_opt"])]
     within = sum(g <= 0.01 + 1e-9 for g in agh_gaps)
     lines = ["## Solvers", "",
-             f"Generated instances (`solvers.generator`, scenario `{args.scenario}`), seeds 0..{args.seeds - 1}, "
-             f"AGH deadline {args.agh_deadline} s, exact MILP (HiGHS via OR-Tools, cold: HiGHS takes no "
-             f"hint) time limit {args.exact_time_limit} s. Times are each plan's `seconds` (solve on the "
+             f"Generated instances (`solvers.generator`, scenario `{args.scenario}`), seeds `{args.seeds}` (0..n-1 per size), "
+             f"AGH deadline `--agh-deadline {args.agh_deadline}` (default for every size, overrides per "
+             f"size; column 'AGH deadline s'), exact MILP (HiGHS through scipy, cold) time limit "
+             f"{args.exact_time_limit} s. Times are each plan's `seconds` (solve on the "
              "compiled instance; compile time reported separately), medians over seeds, on this 2-core "
              "machine (shared: timings are noisy). Gaps are against the MILP optimum where the MILP "
              f"proved it. Command: `{' '.join(['scripts/bench_solvers.py', *sys.argv[1:]])}`.",
              "", table_md(summary), "",
              "* Every plan valid (own validator + spec checker): "
              + ", ".join(f"{k.upper()} {sum(r[f'{k}_valid'] for r in rows)}/{len(rows)}" for k in HEUR) + ".",
-             f"* AGH ({args.agh_deadline} s) vs proven optimum: within 1 % on {within}/{len(agh_gaps)} "
+             "* Exact MILP results by backend: " + ", ".join(
+                 f"{b} {sum(r['milp_backend'] == b for r in rows)}"
+                 for b in dict.fromkeys(r["milp_backend"] for r in rows))
+             + f" (`{LEGACY_BACKENDS[0]}` = OR-Tools' HiGHS, an earlier run's proven optimum reused from "
+             "the cache; its MILP seconds are that solver's).",
+             f"* AGH (at the sweep deadlines) vs proven optimum: within 1 % on {within}/{len(agh_gaps)} "
              f"proven instances, max gap {_pct(max(agh_gaps)) if agh_gaps else 'n/a'}, median "
              f"{_pct(_med(agh_gaps)) if agh_gaps else 'n/a'} (target: <= 1 % on every one); "
              f"GH max gap {_pct(max(gh_gaps), '.1f') if gh_gaps else 'n/a'}.",
@@ -291,7 +347,11 @@ def write_doc(summary: list[dict], rows: list[dict], args, figs: list[str]) -> N
     if args.deadline_sweep:
         lines += ["", "AGH's gap against the proven optimum by deadline (same instances, AGH seed = "
                   "instance seed; max over proven instances, in brackets how many are within 1 %):",
-                  "", deadline_md(summary, args)]
+                  "", deadline_md(summary, args), "",
+                  "AGH's time split scales with its deadline (the first polish MILP gets the larger "
+                  "of 0.4 s and half of it), so on one seed a longer deadline can end elsewhere: a "
+                  "different polish incumbent sends the neighbourhood MILPs down another path. "
+                  "Single runs on a shared machine: a cell can move by a seed between runs."]
     lines += ["", "Baselines (medians):", "", baselines_md(summary),
               "", *[f"![{f}](figures/{f})" for f in figs], "",
               "CSV: `docs/figures/bench_solvers.csv` (one row per instance)."]
@@ -302,9 +362,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small run (< ~2 min)")
     ap.add_argument("--sizes", nargs="*", default=None, help="I,J,K triples")
-    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--seeds", default=None,
+                    help="seeds per size: a count, then optional overrides IxJxK=n (default 3; 1 with --quick)")
     ap.add_argument("--exact-time-limit", type=float, default=None)
-    ap.add_argument("--agh-deadline", type=float, default=0.5)
+    ap.add_argument("--agh-deadline", default="0.5,30x30x30=2.3",
+                    help="AGH deadline in s: a default, then optional per-size overrides IxJxK=s "
+                         "(default: 0.5 s, 2.3 s at (30,30,30), the paper's AGH time)")
     ap.add_argument("--deadline-sweep", default=None,
                     help="comma-separated longer AGH deadlines to measure the gap at "
                          "(default 1,2,5; none with --quick)")
@@ -315,21 +378,23 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         sizes = args.sizes or ["6,6,10", "10,10,10", "20,20,20"]
-        args.seeds = args.seeds or 1
+        args.seeds = args.seeds or "1"
         args.exact_time_limit = args.exact_time_limit or 15.0
         sweep = args.deadline_sweep or ""
     else:
         sizes = args.sizes or ["6,6,10", "10,10,10", "20,20,20", "30,30,30"]
-        args.seeds = args.seeds or 3
+        args.seeds = args.seeds or "3"
         args.exact_time_limit = args.exact_time_limit or 600.0
         sweep = args.deadline_sweep if args.deadline_sweep is not None else "1,2,5"
     args.deadline_sweep = [float(v) for v in sweep.split(",") if v.strip()]
+    args.agh_deadlines = parse_deadlines(args.agh_deadline)
+    args.seed_counts = parse_deadlines(args.seeds)
     cat = load_catalog().model_dump(mode="json")
     chk = _checker()
     rows = []
     for sz in sizes:
         size = tuple(int(v) for v in sz.split(","))
-        for seed in range(args.seeds):
+        for seed in range(seeds_for(args, size)):
             row = run_instance(cat, size, seed, args, chk)
             rows.append(row)
             print(f"{row['size']} seed {seed}: GH {row['gh_cost']:.2f} ({1000 * row['gh_s']:.1f} ms) "
