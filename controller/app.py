@@ -35,6 +35,7 @@ from schemas import (
 from . import demand_window as dw
 from . import faust_tuning
 from .audit import AuditRunner
+from .broker import embedded_broker
 from .broker_watch import BrokerHealth, BrokerWatch
 from .iteration_telemetry import IterationTelemetry
 from .metrics import Metrics
@@ -91,10 +92,16 @@ class Controller:
             producer_max_request_size=s.max_message_bytes,
             processing_guarantee="exactly_once" if s.enable_idempotence else "at_least_once",
             table_cleanup_interval=3600.0,
-            # tables live in memory, so the "persisted" offset this check compares is this
-            # process's own, and the embedded broker can under-report a changelog's highwater
-            # after an outage, which crashed table recovery for nothing; a changelog that really
-            # lost data means a new cluster, which the broker watch detects (and restarts on)
+            # The embedded broker (tansu 0.6) reports a partition's end offset as the last
+            # record batch's base offset + 1, so faust's table recovery, which reads a changelog
+            # to that end, missed the tail of a multi-record last batch: a worker taking over
+            # partitions after a crash restored stale ingest state and lost counts. On it, every
+            # write is its own batch, which makes the reported end exact.
+            producer_max_batch_size=1 if embedded_broker(cluster) else 16384,
+            # Tables live in memory, so the "persisted" offset this check compares is this
+            # process's own; after a broker that came back empty it crashes table recovery
+            # before the broker watch can restart the worker cleanly (a changelog that lost
+            # data means a new cluster, which the watch detects and restarts on).
             recovery_consistency_check=False,
         )
         t = s.topics

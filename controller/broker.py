@@ -57,6 +57,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+EMBEDDED_CLUSTER_PREFIX = "llmfleet-"  # cluster ids EmbeddedBroker gives its brokers
+
+
+def embedded_broker(cluster: str | None) -> bool:
+    """True when a cluster id is one EmbeddedBroker gave (see its quirks in docs/deploy.md)."""
+    return bool(cluster) and str(cluster).startswith(EMBEDDED_CLUSTER_PREFIX)
+
+
 def metadata_roundtrip(host: str, port: int, timeout: float = 1.0) -> bool:
     """True when the broker answers a Kafka Metadata request."""
     return cluster_id(host, port, timeout) is not None
@@ -165,7 +173,7 @@ class EmbeddedBroker:
             return self
         binary = find_tansu()
         url = f"tcp://{self.host}:{self.port}"
-        self.cluster_id = f"llmfleet-{uuid.uuid4().hex[:12]}"
+        self.cluster_id = f"{EMBEDDED_CLUSTER_PREFIX}{uuid.uuid4().hex[:12]}"
         cmd = [binary, "broker", "--listener-url", url,
                "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
                "--storage-engine", "memory://tansu/", "--cluster-id", self.cluster_id]

@@ -267,8 +267,11 @@ def construct(ci: CompiledInstance, p: Prep, order: IntArray, *, m2: bool = True
               future_weight: float = FUTURE_WEIGHT) -> State:
     """One greedy pass in `order`; continues from `state` when given (e.g. kept replicas)."""
     s = state if state is not None else State.empty(ci)
+    idle = (ci.lam <= 0) & (ci.max_unserved >= 1.0)  # nothing to serve (see State.empty)
     for i in order:
         i = int(i)
+        if idle[i]:
+            continue
         rs = slice(int(p.starts[i]), int(p.starts[i + 1]))
         for _ in range(4 * ci.n_cand + 16):
             if s.rem[i] <= EPS:
