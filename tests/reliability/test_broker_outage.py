@@ -164,7 +164,8 @@ async def test_outage_with_state_kept(tmp_path: Path, figures: Figures) -> None:
         after = await _feed(bootstrap, t.telemetry, t0, 30, 30)
         windows = await _demand(bootstrap, t.demand, before + after, timeout=120)
         counted = sum(w["records"] for w in windows)
-        assert counted == before + after, f"{counted} of {before + after} records counted\n{f.logs()}"
+        per_window = [(w["window_start"], w["records"], w["late_records"]) for w in windows]
+        assert counted == before + after, f"{counted} of {before + after} records counted {per_window}\n{f.logs()}"
         starts = [w["window_start"] for w in windows]
         assert starts == sorted(set(starts)) and all(b - a == 10 for a, b in zip(starts, starts[1:])), starts
         events = (await collect(bootstrap, [t.allocations], lambda g: False, timeout=3))[t.allocations]
