@@ -7,6 +7,12 @@ Paper section 5, made stronger where it was cheap to do so:
 * **pool polish** (`polish=True`): the exact model over a pool of a few dozen candidates
   (the best starts' deployments, their same-model siblings, each query type's best
   options; solvers.agh_pools), solved by HiGHS with a time limit (solvers.pool_milp);
+* **LP-picked polish pool** (`lp_pool=True`, `hubs=True`): the first polish MILP's pool is
+  the deployments the LP relaxation (with x_r <= r_d links) of a wide pool uses, plus
+  every query type's best options on the keys that rank only routes within its error
+  bound, among them the hub key (cheapest capacity) and the top-up key (cheapest single
+  replica) (`hubs`), plus the incumbent's deployments; used when that pool has at most
+  POLISH_POOL candidates ((20,20,20) and smaller), solved cold (solvers.agh_pools);
 * **local search** (`local_search=True`): add-drop (add a replica, let the routing LP move
   traffic onto it, drop a dearer deployment it makes redundant) and ruin-and-recreate (take
   one or two deployments out, re-serve their traffic with the greedy). For fixed replicas
@@ -38,7 +44,14 @@ finds those swaps directly. HiGHS needs ~0.1-0.5 s to find a pool's optimum at (
 larger of 0.4 s and half the deadline: at 0.5 s it gets most of the time and the gap left
 depends on whether its pool holds the optimal deployments; at (30,30,30) AGH needs ~2 s
 (polish ~1 s, then the neighbourhood MILPs with fillers close the rest; docs/benchmarks.md,
-"Solvers", runs it at the paper's 2.3 s).
+"Solvers", runs it at the paper's 2.3 s). At 0.5 s on (20,20,20) the polish is the only
+MILP move, so its pool must hold the whole optimal fleet: a pool grown from the greedy
+plans often lacks the optimal hub (the $6.69 B200 replica most optima there share) or the
+cheap L4 replicas that top up or mix accuracy, and HiGHS has no time for a second try. The
+LP-picked pool holds them (15 seeds: 14 at the optimum, one 2 % off, against 8 of 15
+within 1 % with the plan-grown pool); started from the greedy incumbent HiGHS's
+heuristics stay near that incumbent's structure, which is what this pool is meant to
+escape, so this one MILP starts cold.
 
 The objective minimised is the spec section 5 cost plus, when re-planning, the section 6
 switch cost against `prev_replicas` (reported in stats["switch_cost"], not in objective).
@@ -57,7 +70,7 @@ from .active_routes import ActiveRoutes, wsum
 from .agh_pools import PoolBuilder
 from .compile import CompiledInstance
 from .greedy import Prep, State, construct, default_order, finish, prepare
-from .pool_milp import expected_overrun_s, pool_duals, solve_pool
+from .pool_milp import expected_overrun_s, pool_duals, pool_support, solve_pool
 from .result import SolveResult
 
 DEFAULT_STARTS = 12
@@ -77,6 +90,10 @@ PRICED = 10           # candidates priced in (by LP duals) from the second polis
 FILLERS = 10          # filler candidates (agh_pools.PoolBuilder.fillers) offered to the
 #                       neighbourhood MILPs and add-drop, with as many priced by LP duals
 #                       of a pool around the polished incumbent (_fillers)
+WIDE_DEPTH = 2        # the wide pool whose LP relaxation picks the first polish pool
+#                       (lp_pool=True): per query type options (per key), plus
+WIDE_MIXERS = 12      # this many mixers (agh_pools.PoolBuilder.mixers) and
+WIDE_FILLERS = 10     # this many fillers
 LNS_VARIANTS = 6      # variants per freed deployment in a neighbourhood MILP
 LNS_DEPTH = 2         # per-query-type options (per key) of the freed traffic
 LNS_MIN_S = 0.1       # time limit of one neighbourhood MILP: at least this, or
@@ -399,15 +416,22 @@ class LNS:
 
 
 def _polish(ctx: _Ctx, pools: PoolBuilder, best: _Plan, starts: list[_Plan],
-            deadline_s: float) -> tuple[_Plan, int]:
+            deadline_s: float, lp_pool: bool = True, hubs: bool = True) -> tuple[_Plan, int]:
     """Re-decide the best starts' deployments jointly (pool MILP). The first MILP uses the
     widest level whose pool has at most POLISH_POOL candidates (small instances start
-    wide); when HiGHS proves a pool optimal with time to spare, the next, wider level is
-    solved (from the second MILP on with candidates priced in by the first pool's LP
-    duals). Returns (best, wins)."""
+    wide), or with `lp_pool` the pool of `_lp_pool`; when HiGHS proves a pool optimal with
+    time to spare, the next, wider level is solved (from the second MILP on with
+    candidates priced in by the first pool's LP duals). Returns (best, wins)."""
     levels = [pools.plan_pool([(q.rep, q.x) for q in [best] + starts[:n]], sib, depth)
               for n, sib, depth in POLISH_LEVELS]
     first = max([0] + [k for k, c in enumerate(levels) if len(c) <= POLISH_POOL])
+    cap = max(POLISH_MIN_S, POLISH_CAP * deadline_s)
+    cold = False
+    if lp_pool:
+        lp_cands = _lp_pool(ctx, pools, best, hubs)
+        if lp_cands is not None:
+            levels = [lp_cands] + levels[first + 1:]
+            first, cold = 0, True
     done = np.zeros(0, dtype=np.int64)
     priced = np.zeros(0, dtype=np.int64)
     wins = 0
@@ -421,14 +445,42 @@ def _polish(ctx: _Ctx, pools: PoolBuilder, best: _Plan, starts: list[_Plan],
         cands = np.union1d(cands, priced)
         if np.array_equal(cands, done):
             continue
-        limit = min(POLISH_SHARE * ctx.left(), max(POLISH_MIN_S, POLISH_CAP * deadline_s))
-        cand, proven = _milp(ctx, cands, limit, links=POLISH_LINKS, start=best)
+        # the share kept back is for the moves after the polish; when it would be too short
+        # for even one neighbourhood MILP, the polish gets it too
+        left = ctx.left()
+        share = POLISH_SHARE if (1 - POLISH_SHARE) * left >= LNS_MIN_S else 1.0
+        limit = min(share * left, cap)
+        cand, proven = _milp(ctx, cands, limit, links=POLISH_LINKS, start=None if cold else best)
+        cold = False
         done = cands
         if cand is not None and cand.better(best):
             best, wins = cand, wins + 1
         if not proven:
             break
     return best, wins
+
+
+def _lp_pool(ctx: _Ctx, pools: PoolBuilder, best: _Plan, hubs: bool = True) -> IntArray | None:
+    """The first polish pool: the deployments the LP relaxation (with links) of a wide pool
+    uses (every query type's best WIDE_DEPTH options per key, mixers, fillers), every
+    query type's best option on the keys that rank only routes within its error bound
+    (with `hubs` the hub and top-up keys among them), and the incumbent's deployments. The
+    relaxation spreads over the right hub and mid-size deployments, the within-bound
+    options add the cheap top-up replicas it buys only by the fraction; at (20,20,20) the
+    pool holds 30-40 candidates and HiGHS reaches its optimum in ~0.3 s, where a pool grown
+    from the greedy plans often lacks the optimal hub. None when it would exceed
+    POLISH_POOL candidates (the LP is skipped when the within-bound options and the
+    incumbent alone reach that) or the LP does not solve in time."""
+    base = np.union1d(pools.within_bound(1, hubs), np.flatnonzero(best.rep > 0))
+    if len(base) >= POLISH_POOL:  # no room for what the relaxation adds
+        return None
+    wide = np.unique(np.concatenate([pools.per_qt(None, WIDE_DEPTH, hubs),
+                                     pools.mixers(WIDE_MIXERS), pools.fillers(WIDE_FILLERS)]))
+    used = pool_support(ctx.ci, wide, time_limit_s=max(min(ctx.left() / 4, 0.2), 0.005))
+    if used is None:
+        return None
+    out = np.union1d(base, used)
+    return out if len(out) <= POLISH_POOL else None
 
 
 def _fillers(ctx: _Ctx, pools: PoolBuilder, best: _Plan) -> IntArray:
@@ -477,7 +529,7 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
               starts: int = DEFAULT_STARTS, local_search: bool = True, consolidate: bool = True,
               m1: bool = True, m2: bool = True, m3: bool = True,
               polish: bool = True, lns: bool = True, fillers: bool = True,
-              warm_milp: bool = True) -> SolveResult:
+              warm_milp: bool = True, hubs: bool = True, lp_pool: bool = True) -> SolveResult:
     """Best plan found within `deadline_s` (wall clock, checked inside every loop)."""
     t0 = time.perf_counter()
     if ci.n_routes == 0:
@@ -511,7 +563,7 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
     if consolidate and ctx.left() > 0:
         best = _consolidate(ctx, best)
     if polish and pools is not None:
-        best, polished = _polish(ctx, pools, best, distinct, deadline_s)
+        best, polished = _polish(ctx, pools, best, distinct, deadline_s, lp_pool, hubs)
     if fillers and pools is not None and (lns or local_search) and ctx.left() > 0:
         ctx.extra = _fillers(ctx, pools, best)
         ctx.adds = np.union1d(ctx.adds, ctx.extra)
@@ -528,5 +580,6 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
              "milps": ctx.milps, "evaluations": ctx.evals, "switch_cost": ctx.switch(best.rep),
              "deadline_s": deadline_s, "seed": seed,
              "polish_wins": polished, "lns_wins": moves.wins if moves else 0,
-             "fillers": len(ctx.extra), "warm_milp": warm_milp}
+             "fillers": len(ctx.extra), "warm_milp": warm_milp, "hubs": hubs,
+             "lp_pool": lp_pool}
     return finish(ci, "agh", best.rep, best.x, t0, stats)

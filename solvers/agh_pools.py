@@ -14,6 +14,15 @@ pools are built from three cheap signals:
   for swap neighbourhoods;
 * **priced** candidates: the best value per dollar of one replica under the duals of a
   pool's LP relaxation (column-generation pricing, used as a ranking, not to convergence);
+* **hubs and top-ups** (`per_qt(hubs=True)`, `within_bound`): two more per-type keys,
+  cheapest capacity (cost per unit of load) and cheapest single replica (most capacity
+  first), both within the error bound. The first finds the large "hub" replica most
+  (20,20,20) optima are built around (the "alone" keys round a type up to whole replicas,
+  which favours small GPUs; the per-load key is led by inaccurate routes); the second the
+  cheap replica that carries a type's remainder;
+* **mixers**: the candidates covering the most query types per dollar with error bounds
+  ignored: cheap, fast, inaccurate replicas that take a share of many types' traffic mixed
+  with accurate routes (fillers count only routes within the bound, so never rank them);
 * **fillers**: the candidates whose one replica covers the most query types per dollar
   within their error bounds (sum over types of the share of the type one replica can
   carry). No single type ranks them first and LP duals undervalue them (the relaxation
@@ -28,9 +37,13 @@ from ._typing import FloatArray, IntArray
 from .compile import CompiledInstance
 from .greedy import EPS, Prep
 
-QT_KEYS = 4        # alone, alone within the error bound, per unit of load, per unit of slack
+QT_KEYS = 6        # alone, alone within the error bound, per unit of load, per unit of slack,
+#                    per unit of load within the error bound (hubs), per replica within the
+#                    error bound, most capacity first (top-ups)
 QT_DEPTH = 4       # options kept per (query type, key)
 POOL_KEYS = (0, 1, 2, 3)  # keys used in pools
+HUB_KEYS = (4, 5)  # keys added on request (per_qt(hubs=True): AGH's LP-picked polish pool)
+BOUND_KEYS = (1, 3)  # the classic keys that rank only routes within the error bound
 
 
 class PoolBuilder:
@@ -44,7 +57,11 @@ class PoolBuilder:
         alone = cost * np.maximum(np.ceil(p.lc / U - 1e-9), 1.0) + 1e-6 * p.lc
         with np.errstate(divide="ignore", invalid="ignore"):
             slack = np.where(p.ee < -EPS, cost / (np.minimum(1.0, U / p.lc) * -p.ee), np.inf)
-        keys = (alone, np.where(p.ee <= EPS, alone, np.inf), cost * p.lc, slack)
+        within = p.ee <= EPS
+        share = np.minimum(1.0, U / p.lc)
+        keys = (alone, np.where(within, alone, np.inf), cost * p.lc, slack,
+                np.where(within, cost * p.lc, np.inf),
+                np.where(within, cost * (1.0 - 1e-3 * share), np.inf))
         # options[i, k, :] = candidates, best first (-1 = none)
         self.options = np.full((ci.n_qt, QT_KEYS, QT_DEPTH), -1, dtype=np.int64)
         for i in range(ci.n_qt):
@@ -65,15 +82,36 @@ class PoolBuilder:
         cover = np.bincount(d_r, weights=share, minlength=ci.n_cand)
         self.filler_rank = np.lexsort((np.arange(ci.n_cand), -cover / ci.cand_cost))
         self.filler_rank = self.filler_rank[cover[self.filler_rank] > 0]
+        with np.errstate(divide="ignore"):
+            share_any = np.where(p.open_ok, np.minimum(1.0, U / p.lc), 0.0)
+        cover_any = np.bincount(d_r, weights=share_any, minlength=ci.n_cand)
+        self.mixer_rank = np.lexsort((np.arange(ci.n_cand), -cover_any / ci.cand_cost))
+        self.mixer_rank = self.mixer_rank[cover_any[self.mixer_rank] > 0]
 
     def fillers(self, n: int) -> IntArray:
         """The `n` candidates covering the most query types per dollar (within error bounds)."""
         return np.sort(self.filler_rank[:max(n, 0)])
 
-    def per_qt(self, qts: IntArray | None = None, depth: int = 1) -> IntArray:
-        """The best `depth` options of every key for the given query types (all if None)."""
+    def mixers(self, n: int) -> IntArray:
+        """The `n` candidates covering the most query types per dollar, error bounds ignored:
+        cheap, fast, inaccurate replicas that take a share of many types' traffic, mixed
+        with accurate routes to stay within each type's bound."""
+        return np.sort(self.mixer_rank[:max(n, 0)])
+
+    def per_qt(self, qts: IntArray | None = None, depth: int = 1, hubs: bool = False) -> IntArray:
+        """The best `depth` options of every key for the given query types (all if None);
+        `hubs` adds the hub and top-up keys."""
         opts = self.options if qts is None else self.options[np.asarray(qts, dtype=np.int64)]
-        out = opts[:, list(POOL_KEYS), :depth].ravel()
+        keys = list(POOL_KEYS) + (list(HUB_KEYS) if hubs else [])
+        out = opts[:, keys, :depth].ravel()
+        return np.unique(out[out >= 0])
+
+    def within_bound(self, depth: int = 1, hubs: bool = True) -> IntArray:
+        """The best `depth` options of every query type on the keys that rank only routes
+        within the error bound (alone, per unit of slack, and with `hubs` the hub and top-up
+        keys)."""
+        keys = list(BOUND_KEYS) + (list(HUB_KEYS) if hubs else [])
+        out = self.options[:, keys, :depth].ravel()
         return np.unique(out[out >= 0])
 
     def siblings(self, d: int, x: FloatArray, n: int) -> IntArray:

@@ -95,11 +95,10 @@ def _start(f: Formulation, cmap: IntArray, start: IntArray | None) -> tuple[IntA
     return np.arange(f.r.start, f.r.stop), np.minimum(vals, f.var_hi[f.r])
 
 
-def pool_duals(ci: CompiledInstance, cands: IntArray, links: bool = True,
-               time_limit_s: float | None = None) -> tuple[FloatArray, FloatArray] | None:
-    """Duals of the pool model's LP relaxation: per query type, the value of serving it
-    (served rows) and the price of its accuracy row (>= 0); None if the LP fails."""
-    sub, _cmap, _rmap = restrict(ci, cands)
+def _pool_lp(ci: CompiledInstance, cands: IntArray, links: bool, time_limit_s: float | None):
+    """(linprog result, formulation, candidate map, row kinds, equality mask) of the pool
+    model's LP relaxation, or None if the LP fails."""
+    sub, cmap, _rmap = restrict(ci, cands)
     f = build(sub)
     a, lo, hi = with_links(sub, f) if links else (f.A, f.row_lo, f.row_hi)
     kinds = np.array(list(f.row_kind) + ["link"] * (a.shape[0] - len(f.row_kind)))
@@ -109,6 +108,28 @@ def pool_duals(ci: CompiledInstance, cands: IntArray, links: bool = True,
                   bounds=np.column_stack([f.var_lo, f.var_hi]), method="highs", options=opts)
     if res.status != 0:
         return None
+    return res, f, cmap, kinds, eq
+
+
+def pool_duals(ci: CompiledInstance, cands: IntArray, links: bool = True,
+               time_limit_s: float | None = None) -> tuple[FloatArray, FloatArray] | None:
+    """Duals of the pool model's LP relaxation: per query type, the value of serving it
+    (served rows) and the price of its accuracy row (>= 0); None if the LP fails."""
+    out = _pool_lp(ci, cands, links, time_limit_s)
+    if out is None:
+        return None
+    res, _f, _cmap, kinds, eq = out
     served = res.eqlin.marginals[kinds[eq] == "served"]
     accuracy = -res.ineqlin.marginals[kinds[~eq] == "accuracy"]
     return served, np.maximum(accuracy, 0.0)
+
+
+def pool_support(ci: CompiledInstance, cands: IntArray, links: bool = True,
+                 time_limit_s: float | None = None) -> IntArray | None:
+    """The candidates (full index space) with replicas in the pool model's LP relaxation;
+    None if the LP fails."""
+    out = _pool_lp(ci, cands, links, time_limit_s)
+    if out is None:
+        return None
+    res, f, cmap, _kinds, _eq = out
+    return cmap[res.x[f.r] > 1e-6]

@@ -241,3 +241,79 @@ def test_only_a_filler_reaches_the_optimum(spec_instance: dict) -> None:
     ctx = _ctx(ci)
     ctx.extra = agh._fillers(ctx, pools, start)
     assert descend(ctx).cost <= exact.objective * (1 + 1e-6)
+
+
+def test_hub_and_top_up_keys_rank_within_the_error_bound(small) -> None:
+    """Hubs: per query type the cheapest capacity (cost per unit of load) within the error
+    bound; top-ups: the cheapest single replica within the bound, most capacity first.
+    Both computed here from the raw arrays; hubs=False leaves them out of the pools."""
+    ci, _exact = small
+    p = prepare(ci)
+    pools = PoolBuilder(ci, p)
+    share = np.minimum(1.0, ci.max_utilization / p.lc)
+    cost = ci.cand_cost[ci.route_cand]
+    for i in range(ci.n_qt):
+        rs = np.arange(p.starts[i], p.starts[i + 1])
+        rs = rs[p.open_ok[rs] & (p.ee[rs] <= 1e-12)]
+        if len(rs) == 0:
+            continue
+        hub, top = pools.options[i, 4, 0], pools.options[i, 5, 0]
+        r_hub = p.ridx[i, hub]
+        assert cost[r_hub] * p.lc[r_hub] == pytest.approx(np.min(cost[rs] * p.lc[rs]))
+        r_top = p.ridx[i, top]
+        cheapest = rs[cost[rs] <= cost[rs].min() + 1e-12]
+        assert cost[r_top] == pytest.approx(cost[rs].min())
+        assert share[r_top] == pytest.approx(share[cheapest].max())
+    with_keys, without = pools.per_qt(None, 1, hubs=True), pools.per_qt(None, 1)
+    assert np.all(np.isin(without, with_keys))
+    assert np.all(np.isin(pools.options[:, 4:, 0][pools.options[:, 4:, 0] >= 0], with_keys))
+    # within_bound: only candidates with a route inside some type's bound, hubs included
+    wb = pools.within_bound(1)
+    assert np.all(np.isin(pools.options[:, 4:, 0][pools.options[:, 4:, 0] >= 0], wb))
+    for d in wb:
+        rs = p.ridx[:, d]
+        assert np.any((rs >= 0) & (p.ee[np.maximum(rs, 0)] <= 1e-12) & p.open_ok[np.maximum(rs, 0)])
+
+
+def test_mixers_cover_the_most_query_types_per_dollar_ignoring_error(small) -> None:
+    ci, _exact = small
+    p = prepare(ci)
+    share = np.where(p.open_ok, np.minimum(1.0, ci.max_utilization / p.lc), 0.0)
+    per_dollar = np.bincount(ci.route_cand, weights=share, minlength=ci.n_cand) / ci.cand_cost
+    mix = PoolBuilder(ci, p).mixers(6)
+    assert len(mix) == 6
+    rest = np.setdiff1d(np.arange(ci.n_cand), mix)
+    assert per_dollar[mix].min() >= per_dollar[rest].max() - 1e-12
+
+
+def test_pool_support_carries_the_lp_relaxation(small) -> None:
+    """The candidates the pool LP uses are a subset of the pool, and the LP over them alone
+    has the same optimum (they carry the whole relaxed solution)."""
+    from solvers.pool_milp import _pool_lp, pool_support
+
+    ci, exact = small
+    p = prepare(ci)
+    pools = PoolBuilder(ci, p)
+    wide = np.unique(np.concatenate([pools.per_qt(None, 2), pools.mixers(6), pools.fillers(6)]))
+    used = pool_support(ci, wide)
+    assert used is not None and 0 < len(used) < len(wide)
+    assert np.all(np.isin(used, wide))
+    full, sub = _pool_lp(ci, wide, True, None), _pool_lp(ci, used, True, None)
+    assert sub[0].fun == pytest.approx(full[0].fun, rel=1e-6)
+    assert full[0].fun <= exact.objective + 1e-6
+
+
+def test_lp_pool_holds_the_support_the_options_and_the_incumbent(small) -> None:
+    ci, exact = small
+    ctx = _ctx(ci)
+    pools = PoolBuilder(ci, ctx.p)
+    cur = ctx.plan(exact.replicas, exact.x)
+    pool = agh._lp_pool(ctx, pools, cur)
+    assert pool is not None
+    assert np.all(np.isin(np.flatnonzero(exact.replicas), pool))
+    assert np.all(np.isin(pools.within_bound(1), pool))
+    # small enough for a quick MILP, and that MILP (cold) lands within 1 % of the optimum
+    assert len(pool) <= agh.POLISH_POOL
+    found, _proven = agh._milp(ctx, pool, 20.0)
+    assert found is not None and found.excess == 0
+    assert found.cost <= exact.objective * 1.01 + 1e-9
