@@ -351,6 +351,9 @@ def write_doc(summary: list[dict], rows: list[dict], args, figs: list[str]) -> N
                   "AGH's time split scales with its deadline (the first polish MILP gets the larger "
                   "of 0.4 s and half of it), so on one seed a longer deadline can end elsewhere: a "
                   "different polish incumbent sends the neighbourhood MILPs down another path. "
+                  "Up to (20,20,20) the first polish pool is the one the LP relaxation of a wide "
+                  "pool picks (solvers.adaptive, `lp_pool`), solved cold; at (30,30,30) it would "
+                  "exceed the first-pool size cap, and the pool grown from the greedy plans is used. "
                   "Single runs on a shared machine: a cell can move by a seed between runs."]
     lines += ["", "Baselines (medians):", "", baselines_md(summary),
               "", *[f"![{f}](figures/{f})" for f in figs], "",

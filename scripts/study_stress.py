@@ -91,10 +91,13 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(st.FIG / "stress.png", dpi=120)
     plt.close(fig)
+    def mean_viol(name: str, f: float, kind: str = "both") -> float:
+        return 100 * statistics.mean(r["violation"] for sc in scen for r in res[(sc, name, kind, f)])
+
     body = "\n".join([
         "## Stress test and headroom (paper section 7d)", "",
         f"Generated (10,10,10) instances, seeds {list(seeds)}, scenarios {', '.join(scen)}. Plans: "
-        f"exact MILP (time limit {args.exact_time_limit:g} s), GH, AGH (0.5 s), and AGH planned with "
+        f"exact MILP (HiGHS through scipy, time limit {args.exact_time_limit:g} s), GH, AGH (0.5 s), and AGH planned with "
         "max_utilization lowered to 0.75 / 0.65 (headroom). Each plan's replicas are frozen and "
         "re-evaluated with latency and/or error inflated: every time in the performance model is "
         "scaled (rates / f, fixed delays x f) and the instance recompiled, so each route re-selects "
@@ -103,6 +106,16 @@ def main() -> None:
         "SLO violation (% of requests not served within latency and error bounds). Command: "
         "`scripts/study_stress.py" + (" --quick" if args.quick else "") + "`.", "",
         st.md_table(header, rows), "",
+        "Mean SLO violation over all scenarios and seeds, latency and error both inflated, x1.2 / "
+        "x1.5: " + "; ".join(
+            f"{name} {mean_viol(name, 1.2):.1f} % / {mean_viol(name, 1.5):.1f} %"
+            for name in ("exact", "GH", "AGH", "AGH U=0.75", "AGH U=0.65")) + ". Latency only: "
+        + "; ".join(f"{name} {mean_viol(name, 1.2, 'latency'):.1f} % / {mean_viol(name, 1.5, 'latency'):.1f} %"
+                    for name in ("exact", "GH", "AGH", "AGH U=0.75", "AGH U=0.65")) + ". "
+        "Headroom (a lower planned utilisation) is what absorbs latency inflation; error "
+        "inflation pushes routes past their accuracy bounds whatever the headroom, so no plan "
+        "made for the nominal error keeps those types within SLO.",
+        "",
         "Paper (S3/S5): AGH 3.7 % violations vs GH 14.2 %; the cost-minimal exact plan degrades sharply.",
         "", "![stress](figures/stress.png)"])
     st.write_section("stress", body)
