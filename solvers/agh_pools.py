@@ -76,17 +76,8 @@ class PoolBuilder:
                 top = top[np.lexsort((top, v[top]))]
                 top = top[np.isfinite(v[top])]
                 self.options[i, k, :len(top)] = d_r[rs[top]]
-        ok = p.open_ok & (p.ee <= EPS)
-        with np.errstate(divide="ignore"):
-            share = np.where(ok, np.minimum(1.0, U / p.lc), 0.0)
-        cover = np.bincount(d_r, weights=share, minlength=ci.n_cand)
-        self.filler_rank = np.lexsort((np.arange(ci.n_cand), -cover / ci.cand_cost))
-        self.filler_rank = self.filler_rank[cover[self.filler_rank] > 0]
-        with np.errstate(divide="ignore"):
-            share_any = np.where(p.open_ok, np.minimum(1.0, U / p.lc), 0.0)
-        cover_any = np.bincount(d_r, weights=share_any, minlength=ci.n_cand)
-        self.mixer_rank = np.lexsort((np.arange(ci.n_cand), -cover_any / ci.cand_cost))
-        self.mixer_rank = self.mixer_rank[cover_any[self.mixer_rank] > 0]
+        self.filler_rank = _coverage_rank(ci, p, p.open_ok & (p.ee <= EPS))
+        self.mixer_rank = _coverage_rank(ci, p, p.open_ok)
 
     def fillers(self, n: int) -> IntArray:
         """The `n` candidates covering the most query types per dollar (within error bounds)."""
@@ -185,3 +176,14 @@ class PoolBuilder:
         r = self.p.ridx[:, np.asarray(cands, dtype=np.int64)].ravel()
         r = r[r >= 0]
         return r[x[r] > 0]
+
+
+def _coverage_rank(ci: CompiledInstance, p: Prep, routes: np.ndarray) -> IntArray:
+    """Candidates by query types covered per dollar, best first: the share of each type's
+    traffic one replica carries, summed over the `routes` allowed (candidates covering
+    nothing left out; ties by index)."""
+    with np.errstate(divide="ignore"):
+        share = np.where(routes, np.minimum(1.0, ci.max_utilization / p.lc), 0.0)
+    cover = np.bincount(ci.route_cand, weights=share, minlength=ci.n_cand)
+    rank = np.lexsort((np.arange(ci.n_cand), -cover / ci.cand_cost))
+    return rank[cover[rank] > 0]
