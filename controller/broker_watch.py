@@ -56,6 +56,16 @@ def parse_bootstrap(bootstrap_servers: str) -> list[tuple[str, int]]:
     return out
 
 
+def bootstrap_cluster_id(bootstrap_servers: str, timeout: float = 5.0) -> str | None:
+    """The cluster id reported by the first bootstrap broker that answers (None: none does):
+    the cluster a process starts on, against which the watch recognises a reset."""
+    for host, port in parse_bootstrap(bootstrap_servers):
+        cid = cluster_id(host, port, timeout)
+        if cid is not None:
+            return cid or None
+    return None
+
+
 @dataclass
 class BrokerHealth:
     """What the watch has seen; `as_dict` feeds logs and the router's metrics."""

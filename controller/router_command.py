@@ -14,8 +14,7 @@ import click
 import structlog
 
 from .async_tasks import cancel_and_wait
-from .broker import cluster_id
-from .broker_watch import BrokerWatch, parse_bootstrap
+from .broker_watch import BrokerWatch, bootstrap_cluster_id
 
 if TYPE_CHECKING:
     from .loop_service import LoopService
@@ -40,7 +39,6 @@ async def serve(cold_start_s: float, seed: int, max_wait_s: float | None) -> Non
     bootstrap = s.bootstrap_servers
     no_auto_create_topics()
     await ensure_topics(s, bootstrap)
-    host, port = parse_bootstrap(bootstrap)[0]
 
     async def start_over(old: str, new: str) -> None:
         # another cluster: re-create the topics and start new clients on them; the plan in force
@@ -49,7 +47,7 @@ async def serve(cold_start_s: float, seed: int, max_wait_s: float | None) -> Non
         await service.reconnect()
 
     watch = BrokerWatch(bootstrap, interval_s=s.broker_probe_s, backoff_max_s=s.broker_backoff_max_s,
-                        name="router", cluster=await asyncio.to_thread(cluster_id, host, port, 5.0),
+                        name="router", cluster=await asyncio.to_thread(bootstrap_cluster_id, bootstrap),
                         on_reset=[start_over])
     catalog = load_catalog(s.catalog_path)
     sim = FleetSimulator(PerfTable.from_instance(catalog.to_instance().to_spec()),

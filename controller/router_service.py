@@ -65,11 +65,7 @@ class RouterService:
         """Read the topic afresh with a new consumer, keeping the plan in force: after the broker
         came back as another cluster, the old consumer's positions belong to a log that is gone
         (and an empty broker need not report them out of range)."""
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
+        await self.stop()
         self._end = None
         await self.start()
         log.info("router_service.reconnected", topic=self.topic, epochs={

@@ -25,9 +25,9 @@ def no_auto_create_topics() -> None:
     """Make this process's Kafka clients ask brokers not to auto-create topics they touch.
 
     Every topic is created up front with its partition count; an auto-created one gets the
-    broker's default. Worse, a client that sends as an empty broker comes back (faust flushing
-    what it buffered during an outage) auto-creates topics at the moment ensure_topics creates
-    them, and the embedded broker then loses track of the topic's offsets (every write fails).
+    broker's default, and a client that sends while a broker comes back empty would create
+    topics behind ensure_topics' back. (It does not stop a client with stale metadata from
+    writing into a topic the embedded broker does not have yet; see docs/reliability.md.)
     Real Kafka deployments should also set auto.create.topics.enable=false (docker-compose.yml
     does). Idempotent; affects aiokafka clients created in this process (faust's included)."""
     aiokafka_client.MetadataRequest = _MetadataRequestWithoutAutoCreate  # type: ignore[misc]

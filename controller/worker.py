@@ -24,8 +24,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from faust.worker import Worker
 
     from .app import Controller
-    from .broker import cluster_id
-    from .broker_watch import parse_bootstrap
+    from .broker_watch import bootstrap_cluster_id
     from .topic_admin import ensure_topics, no_auto_create_topics
 
     if not settings.bootstrap_servers:
@@ -33,8 +32,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
                          "`llmfleet worker --embedded` starts a broker for you")
     no_auto_create_topics()
     asyncio.run(ensure_topics(settings, settings.bootstrap_servers))
-    host, port = parse_bootstrap(settings.bootstrap_servers)[0]
-    ctl = Controller(settings, cluster=cluster_id(host, port, timeout=5.0) or None)
+    ctl = Controller(settings, cluster=bootstrap_cluster_id(settings.bootstrap_servers))
     ctl.app.conf.datadir = tempfile.mkdtemp(prefix="llmfleet-faust-")
     log.info("worker.starting", group=settings.consumer_group, bootstrap=settings.bootstrap_servers,
              pid=os.getpid(), observe_only=settings.observe_only)

@@ -8,7 +8,9 @@ from itertools import islice
 import pytest
 
 from controller.broker import cluster_id, free_port
-from controller.broker_watch import BrokerHealth, BrokerWatch, backoff_delays, parse_bootstrap
+from controller.broker_watch import (
+    BrokerHealth, BrokerWatch, backoff_delays, bootstrap_cluster_id, parse_bootstrap,
+)
 from controller.metrics import Metrics
 
 
@@ -109,3 +111,6 @@ def test_cluster_id_of_a_real_broker(broker: str) -> None:
     assert cid, "a broker answering Metadata v2 reports its cluster id"
     assert cluster_id(host, port) == cid
     assert cluster_id("127.0.0.1", free_port(), timeout=0.5) is None
+    dead = f"127.0.0.1:{free_port()}"
+    assert bootstrap_cluster_id(f"{dead},{broker}", timeout=0.5) == cid, "the first broker that answers"
+    assert bootstrap_cluster_id(dead, timeout=0.5) is None
