@@ -55,10 +55,10 @@ class PoolBuilder:
         d_r = ci.route_cand
         cost = ci.cand_cost[d_r]
         alone = cost * np.maximum(np.ceil(p.lc / U - 1e-9), 1.0) + 1e-6 * p.lc
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slack = np.where(p.ee < -EPS, cost / (np.minimum(1.0, U / p.lc) * -p.ee), np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):  # lc = 0: a type without demand
+            share = np.minimum(1.0, U / p.lc)
+            slack = np.where(p.ee < -EPS, cost / (share * -p.ee), np.inf)
         within = p.ee <= EPS
-        share = np.minimum(1.0, U / p.lc)
         keys = (alone, np.where(within, alone, np.inf), cost * p.lc, slack,
                 np.where(within, cost * p.lc, np.inf),
                 np.where(within, cost * (1.0 - 1e-3 * share), np.inf))

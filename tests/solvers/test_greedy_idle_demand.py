@@ -40,3 +40,21 @@ def test_a_continued_construction_skips_them_too() -> None:
         warnings.simplefilter("error", RuntimeWarning)
         s = construct(ci, prepare(ci), default_order(ci), state=s)
     assert s.rep.sum() > 0 and not s.x[ci.route_qt != ci.qt_ids.index("code")].any()
+
+
+def test_agh_pools_rank_idle_query_types_without_arithmetic_warnings() -> None:
+    """AGH's pool rankings divide by each route's load coefficient, which is 0 for a type
+    without demand (seen as 'divide by zero' warnings in worker logs)."""
+    from solvers.agh_pools import PoolBuilder
+    from solvers.greedy import prepare
+
+    catalog = load_catalog()
+    demand = {q.id: {"arrival_rate": 0.0, "max_unserved": 1.0} for q in catalog.query_types}
+    demand["code"] = {"arrival_rate": 20.0}
+    ci = compile_instance(catalog.to_instance(demand).to_spec())
+    p = prepare(ci)
+    assert (p.lc == 0).any(), "the instance has zero-load routes"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        pools = PoolBuilder(ci, p)
+    assert (pools.options[ci.qt_ids.index("code")] >= 0).any()
