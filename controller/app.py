@@ -373,24 +373,34 @@ class Controller:
         log.info("planner.synced", epoch=state["epoch"], closed_upto=state["closed_upto"])
 
     async def _last_published(self, topic: str, field: str) -> dict[str, Any] | None:
-        """This fleet's message with the highest `field` on a one-partition topic (None: none).
+        """This fleet's message with the highest `field` on `topic` (None: none).
 
-        Reads the last LAST_PUBLISHED_TAIL messages before the reported end, on to exhaustion
-        (the embedded broker's ListOffsets(latest) can under-report the end; reading past it
-        covers that), and the whole topic only when the tail holds nothing of this fleet. The
-        fields read (epoch, window end) grow with the offset, so the tail holds the highest."""
+        Every partition is read: a fleet's messages share a key and so a partition, but which
+        one depends on the topic's width, and a topic created by a consumer that subscribed
+        before the workers (broker auto-creation) or by an operator can be wider than planned.
+        Per partition it reads the last LAST_PUBLISHED_TAIL messages before the reported end,
+        on to exhaustion (the embedded broker's ListOffsets(latest) can under-report the end;
+        reading past it covers that), and the whole partition only when the tail holds nothing
+        of this fleet. The fields read (epoch, window end) grow with the offset, so the tail
+        holds the highest."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         c = AIOKafkaConsumer(bootstrap_servers=self.s.bootstrap_servers, enable_auto_commit=False)
         await c.start()
+        best: dict[str, Any] | None = None
         try:
-            tp = TopicPartition(topic, 0)
-            c.assign([tp])
-            end = (await c.end_offsets([tp])).get(tp, 0)
-            start = max(0, end - LAST_PUBLISHED_TAIL)
-            best = await self._scan_for_highest(c, tp, start, end, field)
-            if best is None and start > 0:
-                best = await self._scan_for_highest(c, tp, 0, end, field)
+            await c.topics()  # metadata of every topic, so the partition count is known
+            tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or {0})]
+            c.assign(tps)
+            ends = await c.end_offsets(tps)
+            for tp in tps:
+                end = ends.get(tp, 0)
+                start = max(0, end - LAST_PUBLISHED_TAIL)
+                found = await self._scan_for_highest(c, tp, start, end, field)
+                if found is None and start > 0:
+                    found = await self._scan_for_highest(c, tp, 0, end, field)
+                if found is not None and (best is None or float(found[field]) > float(best[field])):
+                    best = found
         finally:
             await c.stop()
         return best

@@ -58,7 +58,9 @@ async def ensure_topics(s: Settings, bootstrap: str) -> list[str]:
     created = []
     try:
         existing = set(await admin.list_topics())
-        for name, (parts, cfg) in topic_plan(s).items():
+        plan = topic_plan(s)
+        await _report_width_mismatches(admin, {n: p for n, (p, _) in plan.items() if n in existing})
+        for name, (parts, cfg) in plan.items():
             if name in existing:
                 continue
             for config in (cfg, {}):
@@ -77,3 +79,19 @@ async def ensure_topics(s: Settings, bootstrap: str) -> list[str]:
     if created:
         log.info("topics.created", topics=created)
     return created
+
+
+async def _report_width_mismatches(admin: AIOKafkaAdminClient, planned: dict[str, int]) -> None:
+    """Warn about existing topics whose partition count differs from the plan.
+
+    Nothing is changed: repartitioning a live topic reorders keys, which is the operator's
+    call. llmfleet copes with a wider output topic (a fleet's messages share a key, and a new
+    leader reads every partition for the last epoch and window); a telemetry topic that differs
+    from `telemetry_partitions` is what faust's table co-partitioning cannot take."""
+    if not planned:
+        return
+    for desc in await admin.describe_topics(sorted(planned)):
+        name, actual = desc.get("topic"), len(desc.get("partitions") or [])
+        if name in planned and actual and actual != planned[name]:
+            log.warning("topics.partitions_differ", topic=name, planned=planned[name], actual=actual,
+                        hint="created earlier by broker auto-creation or by hand; see docs/deploy.md")

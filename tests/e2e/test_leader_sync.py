@@ -43,3 +43,29 @@ async def test_last_published_reads_the_tail_and_falls_back_to_the_whole_topic(b
     found = await ctl._last_published(topic, "epoch")
     assert found is not None and found["epoch"] == 6
     assert len(starts) == 1 and starts[0] > 0, "found in the tail: the topic is not read whole"
+
+
+async def test_last_published_reads_every_partition_of_a_wider_topic(broker: str) -> None:
+    """A demand topic auto-created by a consumer that subscribed before the workers has the
+    broker's default width; the fleet's windows then sit on whichever partition its key hashes
+    to, and a new leader must still find the last one (else it publishes that window again)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    s = Settings(bootstrap_servers=broker, web_port=0, fleet_id="mine",
+                 topics={"demand": f"sync-{uuid.uuid4().hex[:8]}.demand"})
+    topic = s.topics.demand
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 4, 1)])
+    finally:
+        await admin.close()
+    # produce() spreads round-robin: partition k % 4. Ours land on partitions 1 and 3,
+    # the highest window end on 3; another fleet's later windows on 0 and 2.
+    msgs = []
+    for k in range(8):
+        fleet, end = ("mine", 10.0 * k) if k % 2 else ("other", 1000.0 + k)
+        msgs.append(json.dumps({"fleet_id": fleet, "window_end": end}).encode())
+    await produce(broker, topic, msgs, partitions=4)
+    found = await Controller(s)._last_published(topic, "window_end")
+    assert found is not None and found["fleet_id"] == "mine" and found["window_end"] == 70.0
