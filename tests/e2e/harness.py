@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from controller.settings import Settings, Topics
 from schemas import RequestRecord, TelemetryBatch
@@ -89,6 +89,27 @@ async def produce(bootstrap: str, topic: str, values: list[bytes], partitions: i
             await p.send_and_wait(topic, v, partition=k % partitions)
     finally:
         await p.stop()
+
+
+async def wait_committed_past(bootstrap: str, group: str, topic: str, timeout: float = 20.0) -> tuple[int, int]:
+    """Wait until `group` has committed, on partition 0 of `topic`, at least the end offset
+    seen on entry; returns (that end, the last committed offset seen; -1: none)."""
+    tp = TopicPartition(topic, 0)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await c.start()
+    committed = -1
+    try:
+        end = (await c.end_offsets([tp]))[tp]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            committed = await c.committed(tp)
+            committed = -1 if committed is None else committed
+            if committed >= end:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await c.stop()
+    return end, committed
 
 
 async def collect(bootstrap: str, topics: list[str], done: Callable[[dict[str, list[Any]]], bool],
