@@ -397,6 +397,8 @@ class Controller:
             ends = await c.end_offsets(tps)
             for tp in tps:
                 end = ends.get(tp, 0)
+                if end == 0:  # empty (even the embedded broker reports >= 1 once a batch is in)
+                    continue
                 start = max(0, end - LAST_PUBLISHED_TAIL)
                 found = await self._scan_for_highest(c, tp, start, end, field)
                 if found is None and start > 0:
