@@ -91,25 +91,30 @@ async def produce(bootstrap: str, topic: str, values: list[bytes], partitions: i
         await p.stop()
 
 
-async def wait_committed_past(bootstrap: str, group: str, topic: str, timeout: float = 20.0) -> tuple[int, int]:
-    """Wait until `group` has committed, on partition 0 of `topic`, at least the end offset
-    seen on entry; returns (that end, the last committed offset seen; -1: none)."""
-    tp = TopicPartition(topic, 0)
+async def wait_committed_past(bootstrap: str, group: str, topic: str, timeout: float = 20.0) -> dict[int, tuple[int, int]]:
+    """Wait until `group` has committed, on every partition of `topic`, at least the end offset
+    seen on entry. Returns the partitions still behind: {partition: (end, committed; -1: none)}.
+    A consumer that dropped messages never acks them, so its commit stays behind for good."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await c.start()
-    committed = -1
+    behind: dict[int, tuple[int, int]] = {}
     try:
-        end = (await c.end_offsets([tp]))[tp]
+        await c.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or {0})]
+        ends = await c.end_offsets(tps)
         deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            committed = await c.committed(tp)
-            committed = -1 if committed is None else committed
-            if committed >= end:
-                break
+        while True:
+            behind = {}
+            for tp in tps:
+                committed = await c.committed(tp)
+                committed = -1 if committed is None else committed
+                if committed < ends[tp]:
+                    behind[tp.partition] = (ends[tp], committed)
+            if not behind or asyncio.get_running_loop().time() > deadline:
+                return behind
             await asyncio.sleep(0.5)
     finally:
         await c.stop()
-    return end, committed
 
 
 async def collect(bootstrap: str, topics: list[str], done: Callable[[dict[str, list[Any]]], bool],

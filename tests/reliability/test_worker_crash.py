@@ -3,7 +3,8 @@
 Two workers share the group; the one that plans (the leader) is killed mid-replay of the
 bundled Azure trace and restarted. Afterwards every replayed record must be in exactly one
 demand window, windows must follow each other with none missing or repeated, and the
-allocation epochs must run 1, 2, 3, ... with no duplicate and no gap.
+allocation epochs must run 1, 2, 3, ... with no duplicate and no gap, and the group's committed
+offsets must reach the end of the telemetry and windows topics (nothing dropped in a worker).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import REPO, Cluster, collect, produce
+from tests.e2e.harness import REPO, Cluster, collect, produce, wait_committed_past
 from tests.reliability.conftest import Figures, scaled
 
 pytestmark = pytest.mark.broker
@@ -75,6 +76,12 @@ async def test_leader_killed_mid_replay_loses_and_repeats_nothing(broker: str, t
         assert epochs == list(range(1, len(epochs) + 1)), f"epochs contiguous: {epochs}"
         recovered = [e for e in got[t.allocations] if e["created_at"] > time.time() - (time.monotonic() - killed_at)]
         assert recovered, "plans resumed after the crash"
+        # nothing dropped inside the workers either: a message fetched but never processed is
+        # never acked, and the group's commit would stay behind on its partition for good
+        group = c.env["LLMFLEET_CONSUMER_GROUP"]
+        for topic in (t.telemetry, t.windows):
+            behind = await wait_committed_past(broker, group, topic, timeout=30)
+            assert not behind, f"{topic}: (end, committed) by partition {behind}\n{c.logs()}"
 
         figures.add("replayed records", records, note=f"bundled Azure excerpt x{loops}, speed {SPEED:g}x")
         figures.add("records counted in windows", f"{counted} of {records}", note="none lost, none twice")
