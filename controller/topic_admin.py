@@ -90,7 +90,12 @@ async def _report_width_mismatches(admin: AIOKafkaAdminClient, planned: dict[str
     from `telemetry_partitions` is what faust's table co-partitioning cannot take."""
     if not planned:
         return
-    for desc in await admin.describe_topics(sorted(planned)):
+    try:
+        descs = await admin.describe_topics(sorted(planned))
+    except Exception as exc:  # a diagnostic: never the reason a worker does not start
+        log.warning("topics.describe_failed", topics=sorted(planned), error=str(exc))
+        return
+    for desc in descs:
         name, actual = desc.get("topic"), len(desc.get("partitions") or [])
         if name in planned and actual and actual != planned[name]:
             log.warning("topics.partitions_differ", topic=name, planned=planned[name], actual=actual,

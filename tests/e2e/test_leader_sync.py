@@ -69,3 +69,27 @@ async def test_last_published_reads_every_partition_of_a_wider_topic(broker: str
     await produce(broker, topic, msgs, partitions=4)
     found = await Controller(s)._last_published(topic, "window_end")
     assert found is not None and found["fleet_id"] == "mine" and found["window_end"] == 70.0
+
+
+async def test_ensure_topics_reports_a_topic_of_another_width_and_leaves_it(broker: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from structlog.testing import capture_logs
+
+    from controller.settings import Topics
+
+    tag = uuid.uuid4().hex[:8]
+    s = Settings(bootstrap_servers=broker, web_port=0,
+                 topics=Topics(**{f: f"width-{tag}.{f}" for f in Topics.model_fields}))
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(s.topics.demand, 3, 1)])
+        with capture_logs() as logs:
+            await ensure_topics(s, broker)
+        (desc,) = await admin.describe_topics([s.topics.demand])
+    finally:
+        await admin.close()
+    differ = [e for e in logs if e["event"] == "topics.partitions_differ"]
+    assert [(e["topic"], e["planned"], e["actual"]) for e in differ] == [(s.topics.demand, 1, 3)], \
+        "only the demand topic, created 3 wide before, differs; the others were created now"
+    assert len(desc["partitions"]) == 3, "the existing topic is left as it is"
