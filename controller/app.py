@@ -149,7 +149,8 @@ class Controller:
                 await self._dead(event.value or b"", msg, f"internal error while decoding: {exc!r}")
                 cols, wm_only = None, None
             if cols is not None:
-                applied, late = dw.add_records(state, off, *cols, window_s=s.window_s, grace_s=s.grace_s)
+                applied, late = dw.add_records(state, off, *cols, window_s=s.window_s, grace_s=s.grace_s,
+                                                burst_s=s.burst_s)
                 if applied:
                     self.metrics.records.inc(len(cols[0]))
                     self.metrics.late.inc(late)

@@ -121,16 +121,26 @@ class Planner:
         return self._compile(spec)
 
     # ---- instance of one window -------------------------------------------------------------
+    def planning_rates(self, window: DemandWindow) -> dict[str, float]:
+        """The rate each query type is sized for: its busiest burst interval's rate when the
+        window measured one and burst_s is on (a window mean hides the bursts that break short
+        SLOs), else the window mean."""
+        use_peak = self.s.burst_s > 0
+        return {d.query_type: max(d.arrival_rate, d.arrival_rate_peak or 0.0) if use_peak else d.arrival_rate
+                for d in window.demand}
+
     def instance_for(self, window: DemandWindow, recent: list[dict[str, float]] | None = None) -> Instance:
-        """The instance planned for a window; with `recent` (earlier windows' rates, newest last)
-        each query type is planned at its peak over the last `demand_hold_windows` windows."""
+        """The instance planned for a window, at its planning rates; with `recent` (earlier
+        windows' planning rates, newest last) each query type is planned at its highest over the
+        last `demand_hold_windows` windows."""
         demand: dict[str, dict[str, float]] = {}
         known = {q.id for q in self.catalog.query_types}
         held = recent[-(self.s.demand_hold_windows - 1):] if recent and self.s.demand_hold_windows > 1 else []
+        rates = self.planning_rates(window)
         for d in window.demand:
             if d.query_type not in known:
                 continue
-            peak = max([d.arrival_rate] + [r.get(d.query_type, 0.0) for r in held])
+            peak = max([rates[d.query_type]] + [r.get(d.query_type, 0.0) for r in held])
             row: dict[str, float] = {"arrival_rate": peak}
             if d.count > 0:
                 row["input_tokens"] = bucket_tokens(d.input_tokens_mean)
@@ -156,7 +166,7 @@ class Planner:
         with out.stage("instance"):
             inst = instance or self.instance_for(window, recent)
             if not startup:
-                recent.append({d.query_type: d.arrival_rate for d in window.demand})
+                recent.append(self.planning_rates(window))
                 del recent[:-max(1, self.s.demand_hold_windows)]
             spec = inst.to_spec()
         with out.stage("compile"):

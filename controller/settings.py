@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     window_s: float = Field(default=60.0, gt=0, description="tumbling window length, event time")
     grace_s: float = Field(default=10.0, ge=0, description="late events accepted this long")
     idle_s: float = Field(default=1.0, gt=0, description="wall seconds before an idle partition is ticked")
+    burst_s: float = Field(
+        default=10.0, ge=0, description="windows also count requests per burst_s of event time, and the "
+                                        "planner sizes each query type for its busiest burst_s (its peak "
+                                        "rate) rather than the window mean; 0 = plan on the mean")
     classify_rules: list[dict[str, int | str]] = Field(
         default_factory=lambda: [{"query_type": "code", "min_input": 1000, "max_output": 48}],
         description="token-length rules for requests without a query type (first match wins)")
@@ -96,4 +100,6 @@ class Settings(BaseSettings):
                              f"window_s ({self.window_s})")
         if self.grace_s >= self.window_s * 10:
             raise ValueError("grace_s must be less than ten windows")
+        if self.burst_s > self.window_s:
+            raise ValueError(f"burst_s ({self.burst_s}) must not be longer than window_s ({self.window_s})")
         return self

@@ -12,6 +12,9 @@ class QueryDemand(Frozen):
     query_type: Id
     count: int = Field(ge=0)
     arrival_rate: NonNegFloat = Field(description="requests per second over the window")
+    arrival_rate_peak: NonNegFloat | None = Field(
+        default=None, description="requests per second in the window's busiest burst interval "
+                                  "(controller setting burst_s); None when not measured")
     input_tokens_mean: NonNegFloat
     input_tokens_p95: NonNegFloat
     output_tokens_mean: NonNegFloat

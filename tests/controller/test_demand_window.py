@@ -77,3 +77,32 @@ def test_classify_first_rule_wins() -> None:
     rules = [dw.LengthRule("code", min_input=1000, max_output=48), dw.LengthRule("summary", min_input=3000)]
     got = dw.classify(np.array([2000, 4000, 4000, 10]), np.array([10, 10, 500, 10]), rules, "conv")
     assert got.tolist() == ["code", "code", "summary", "conv"]
+
+
+def test_burst_counts_give_the_peak_rate_across_partitions() -> None:
+    """Window [0, 10) in 4 bursts of 2.5 s: partition 0 sends 6 records at 1.0-1.5 s and 1 at
+    8 s, partition 1 sends 3 records at 2.0 s (same burst) and 2 at 6 s; the busiest burst
+    holds 9 records, a peak of 9 / 2.5 s = 3.6/s, where the mean is 12 / 10 s = 1.2/s."""
+    parts = []
+    for p, ts in enumerate(([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 8.0], [2.0, 2.0, 2.0, 6.0, 6.0])):
+        st = dw.new_state()
+        _add(st, 0, ts, ["q"] * len(ts), burst_s=2.5)
+        parts += dw.close_ready(st, p, window_s=W, grace_s=G, watermark=50.0)
+    assert [pt["aggs"]["q"]["sub_n"] for pt in parts] == [[6, 0, 0, 1], [3, 0, 2, 0]]
+    (q,) = dw.combine("f", 0.0, W, parts).demand
+    assert q.arrival_rate == pytest.approx(1.2) and q.arrival_rate_peak == pytest.approx(3.6)
+
+
+def test_burst_intervals_split_the_window_evenly_and_are_optional() -> None:
+    st = dw.new_state()
+    _add(st, 0, [0.0, 3.9, 4.0, 9.99], ["q"] * 4, burst_s=4.0)  # 10 s in 3 parts of 3.33 s
+    (part,) = dw.close_ready(st, 0, window_s=W, grace_s=G, watermark=50.0)
+    assert part["aggs"]["q"]["sub_n"] == [1, 2, 1]
+    assert dw.combine("f", 0.0, W, [part]).demand[0].arrival_rate_peak == pytest.approx(2 / (W / 3))
+    plain = dw.new_state()
+    _add(plain, 0, [1.0], ["q"])
+    (old,) = dw.close_ready(plain, 0, window_s=W, grace_s=G, watermark=50.0)
+    assert "sub_n" not in old["aggs"]["q"] and dw.combine("f", 0.0, W, [old]).demand[0].arrival_rate_peak is None
+    # a partition counted without bursts (an older worker) merges with one counted with them
+    (q,) = dw.combine("f", 0.0, W, [part, old]).demand
+    assert q.count == 5 and q.arrival_rate_peak == pytest.approx(2 / (W / 3))

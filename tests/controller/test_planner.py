@@ -195,3 +195,24 @@ def test_demand_hold_plans_for_the_recent_peak(catalog) -> None:
     inst = pl.instance_for(_window(4, {"code": 1, "conversation": 5}), st["recent_rates"])
     assert {q.id: q.arrival_rate for q in inst.query_types}["code"] == 1, "the burst has aged out"
     assert len(st["recent_rates"]) == 3
+
+
+def test_each_query_type_is_sized_for_its_peak_burst_unless_burst_s_is_0(catalog) -> None:
+    w = _window(0, {"code": 5, "conversation": 10})
+    bursty = w.model_copy(update={"demand": [
+        d.model_copy(update={"arrival_rate_peak": 30.0 if d.query_type == "code" else 9.0}) for d in w.demand]})
+    peak = _planner(catalog).instance_for(bursty)
+    mean = _planner(catalog, burst_s=0).instance_for(bursty)
+    assert {q.id: q.arrival_rate for q in peak.query_types if q.id in ("code", "conversation")} == \
+        {"code": 30.0, "conversation": 10.0}, "the peak where it is higher, never below the mean"
+    assert {q.id: q.arrival_rate for q in mean.query_types if q.id in ("code", "conversation")} == \
+        {"code": 5.0, "conversation": 10.0}
+    st = new_planner_state()
+    pl = _planner(catalog, demand_hold_windows=2)
+    pl.on_window(st, bursty)
+    assert st["recent_rates"][-1]["code"] == 30.0, "held windows keep the rate that was planned"
+
+
+def test_burst_s_longer_than_the_window_is_rejected() -> None:
+    with pytest.raises(ValueError, match="burst_s"):
+        Settings(window_s=10, burst_s=20, agh_deadline_s=0.2)
