@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Sizing on the window mean vs the busiest burst: SLO attainment and cost on the bundled traces.
+
+    python scripts/bench_burst_sizing.py [--bursts 0,10,5] [--scale 20] [--minutes 7]
+
+Each window of the bundled Azure traces (scaled like the quickstart) is planned on its own
+true demand by the controller's Planner (GH, then AGH on drift) and applied warm, with no cold
+start, to the fleet simulator's FCFS pools; the window's requests are then routed and served.
+This isolates sizing from the closed loop's lag: what is measured is whether a plan made with
+perfect knowledge of a window's demand keeps the SLOs. Burst 0 plans on each window's mean
+rate; burst B > 0 on the busiest B seconds of the window (LLMFLEET_BURST_S). Prints one line
+per burst length and, last, a JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from controller.fleet_sim import FleetSimulator, PerfTable  # noqa: E402
+from controller.logging_setup import configure_logging  # noqa: E402
+from controller.planner import Planner, new_planner_state  # noqa: E402
+from controller.router import Router  # noqa: E402
+from controller.settings import Settings  # noqa: E402
+from controller.trace_reader import TraceOptions, bundled_sources, read_trace  # noqa: E402
+from schemas import DemandWindow, QueryDemand, RequestRecord, load_catalog  # noqa: E402
+
+T0 = 1_700_000_000.0
+
+
+def load(scale: float, minutes: float) -> tuple[np.ndarray, ...]:
+    chunks = list(read_trace(bundled_sources(), TraceOptions(scale=scale, start=T0, seed=0)))
+    ts = np.concatenate([c.ts for c in chunks])
+    order = np.argsort(ts, kind="stable")
+    cols = [np.concatenate([getattr(c, f) for c in chunks])[order]
+            for f in ("ts", "query_type", "input_tokens", "output_tokens")]
+    keep = cols[0] < T0 + minutes * 60
+    return tuple(c[keep] for c in cols)
+
+
+def window_demand(ts: np.ndarray, qt: np.ndarray, inp: np.ndarray, out: np.ndarray, a: float,
+                  window_s: float, burst_s: float) -> DemandWindow:
+    m = (ts >= a) & (ts < a + window_s)
+    demand = []
+    for q in sorted(set(qt[m])):
+        mq = m & (qt == q)
+        peak = None
+        if burst_s > 0:
+            n_sub = int(np.ceil(window_s / burst_s - 1e-9))
+            counts = np.bincount(((ts[mq] - a) * n_sub / window_s).astype(int), minlength=n_sub)
+            peak = counts.max() / (window_s / n_sub)
+        demand.append(QueryDemand(
+            query_type=q, count=int(mq.sum()), arrival_rate=mq.sum() / window_s, arrival_rate_peak=peak,
+            input_tokens_mean=float(inp[mq].mean()), input_tokens_p95=float(np.percentile(inp[mq], 95)),
+            output_tokens_mean=float(out[mq].mean()), output_tokens_p95=float(np.percentile(out[mq], 95))))
+    return DemandWindow(window_start=a, window_end=a + window_s, records=int(m.sum()), demand=demand)
+
+
+def run(burst_s: float, data: tuple[np.ndarray, ...], window_s: float, minutes: float) -> dict:
+    catalog = load_catalog()
+    planner = Planner(catalog, Settings(window_s=window_s, min_dwell_s=0, burst_s=burst_s, gate_route="off"))
+    sim = FleetSimulator(PerfTable.from_instance(catalog.to_instance().to_spec()), cold_start_s=0.0, seed=0,
+                         window_s=window_s, max_wait_s=10.0, gate_route=False)
+    router = Router(fleet_id="default", seed=0)
+    state, costs = new_planner_state(), []
+    ts, qt, inp, out = data
+    for k in range(int(minutes * 60 // window_s)):
+        a = T0 + k * window_s
+        decision = planner.on_window(state, window_demand(ts, qt, inp, out, a, window_s, burst_s))
+        if decision.follow_up is not None:
+            decision.events += planner.follow_up(state, decision.follow_up).events
+        if decision.events:
+            event = decision.events[-1]
+            router.apply(event)
+            sim.apply_plan(event.plan, at=a, warm=True)
+        costs.append(router.event("default").cost_per_hour)  # type: ignore[union-attr]
+        for i in np.nonzero((ts >= a) & (ts < a + window_s))[0]:
+            q = str(qt[i])
+            rec = RequestRecord(ts=float(ts[i]), query_type=q, input_tokens=int(inp[i]), output_tokens=int(out[i]))
+            choice = router.decide(q, "default")
+            sim.submit(rec, choice.deployment if choice else None, q)
+    sim.finish()
+    outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+    for batch in sim.drain(flush=True):
+        for q, oc in zip(batch.query_type or [], batch.outcome or []):
+            outcomes[q][oc] += 1
+    return {"burst_s": burst_s, "mean_cost_per_hour": float(np.mean(costs)),
+            "within_slo": {q: c["served"] / sum(c.values()) for q, c in sorted(outcomes.items())}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bursts", default="0,10,5", help="burst lengths in s (0 = the window mean)")
+    ap.add_argument("--scale", type=float, default=20.0, help="arrival-rate multiplier (the quickstart's)")
+    ap.add_argument("--minutes", type=float, default=7.0)
+    ap.add_argument("--window", type=float, default=60.0)
+    args = ap.parse_args()
+    configure_logging(level="WARNING")
+    data = load(args.scale, args.minutes)
+    results = []
+    for b in (float(x) for x in args.bursts.split(",")):
+        r = run(b, data, args.window, args.minutes)
+        results.append(r)
+        label = "window mean" if b == 0 else f"busiest {b:g} s"
+        print(f"{label:>14}: ${r['mean_cost_per_hour']:.2f}/h, within SLO "
+              + ", ".join(f"{q} {v:.1%}" for q, v in r["within_slo"].items()))
+    print(json.dumps({"scale": args.scale, "minutes": args.minutes, "window_s": args.window, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
