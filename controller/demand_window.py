@@ -90,6 +90,8 @@ def add_records(state: dict[str, Any], offset: int, ts: np.ndarray, qt: np.ndarr
         keys = np.char.add(np.char.add(index[keep].astype(str), "|"), qt[keep].astype(str))
         uniq, inv = np.unique(keys, return_inverse=True)
         kin, kout = inp[keep].astype(np.float64), out[keep].astype(np.float64)
+        kts = ts[keep]
+        n_sub = math.ceil(window_s / burst_s - 1e-9) if burst_s > 0 else 0  # window_s / n_sub <= burst_s
         klat = lat[keep] if lat is not None else None
         kttft = ttft[keep] if ttft is not None else None
         kout_c = outcome[keep] if outcome is not None else None
@@ -98,9 +100,8 @@ def add_records(state: dict[str, Any], offset: int, ts: np.ndarray, qt: np.ndarr
             sel = inv == g
             agg = windows.setdefault(w, {}).setdefault(q, _empty_agg())
             agg["n"] += int(sel.sum())
-            if burst_s > 0:
-                n_sub = math.ceil(window_s / burst_s - 1e-9)  # window_s / n_sub <= burst_s
-                sub = np.floor((ts[keep][sel] - int(w) * window_s) * n_sub / window_s).astype(np.int64)
+            if n_sub:
+                sub = np.floor((kts[sel] - int(w) * window_s) * n_sub / window_s).astype(np.int64)
                 agg["sub_n"] = (np.asarray(agg.get("sub_n", [0] * n_sub))
                                 + np.bincount(np.clip(sub, 0, n_sub - 1), minlength=n_sub)).tolist()
             agg["in_sum"] += float(kin[sel].sum())
