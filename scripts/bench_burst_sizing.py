@@ -25,13 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from controller import demand_window as dw  # noqa: E402
 from controller.fleet_sim import FleetSimulator, PerfTable  # noqa: E402
 from controller.logging_setup import configure_logging  # noqa: E402
 from controller.planner import Planner, new_planner_state  # noqa: E402
 from controller.router import Router  # noqa: E402
 from controller.settings import Settings  # noqa: E402
 from controller.trace_reader import TraceOptions, bundled_sources, read_trace  # noqa: E402
-from schemas import DemandWindow, QueryDemand, RequestRecord, load_catalog  # noqa: E402
+from schemas import DemandWindow, RequestRecord, load_catalog  # noqa: E402
 
 T0 = 1_700_000_000.0
 
@@ -48,20 +49,13 @@ def load(scale: float, minutes: float) -> tuple[np.ndarray, ...]:
 
 def window_demand(ts: np.ndarray, qt: np.ndarray, inp: np.ndarray, out: np.ndarray, a: float,
                   window_s: float, burst_s: float) -> DemandWindow:
+    """The window's DemandWindow as the controller's ingest would publish it (one partition)."""
     m = (ts >= a) & (ts < a + window_s)
-    demand = []
-    for q in sorted(set(qt[m])):
-        mq = m & (qt == q)
-        peak = None
-        if burst_s > 0:
-            n_sub = int(np.ceil(window_s / burst_s - 1e-9))
-            counts = np.bincount(((ts[mq] - a) * n_sub / window_s).astype(int), minlength=n_sub)
-            peak = counts.max() / (window_s / n_sub)
-        demand.append(QueryDemand(
-            query_type=q, count=int(mq.sum()), arrival_rate=mq.sum() / window_s, arrival_rate_peak=peak,
-            input_tokens_mean=float(inp[mq].mean()), input_tokens_p95=float(np.percentile(inp[mq], 95)),
-            output_tokens_mean=float(out[mq].mean()), output_tokens_p95=float(np.percentile(out[mq], 95))))
-    return DemandWindow(window_start=a, window_end=a + window_s, records=int(m.sum()), demand=demand)
+    state = dw.new_state()
+    dw.add_records(state, 0, ts[m], qt[m].astype(object), inp[m].astype(float), out[m].astype(float),
+                   window_s=window_s, grace_s=0.0, burst_s=burst_s)
+    parts = dw.close_ready(state, 0, window_s=window_s, grace_s=0.0, watermark=a + 2 * window_s)
+    return dw.combine("default", a, a + window_s, parts)
 
 
 def run(burst_s: float, data: tuple[np.ndarray, ...], window_s: float, minutes: float) -> dict:
