@@ -33,6 +33,7 @@ def resume_streams_last(step: _Step) -> _Step:
     @functools.wraps(step)
     async def wrapper(self: Recovery, *args: Any, **kwargs: Any) -> None:
         consumer = self.app.consumer
+        generation = self.app.consumer_generation_id
         deferred: list[set[Any]] = []
 
         def defer(tps: Iterable[Any]) -> None:
@@ -43,7 +44,10 @@ def resume_streams_last(step: _Step) -> _Step:
             await step(self, *args, **kwargs)
         finally:
             del consumer.resume_partitions
-        # a step that returned early (another rebalance began) resumed nothing
+        # a step that returned early (another rebalance began) resumed nothing; and when a
+        # rebalance began while the step awaited, its own recovery resumes what it assigns
+        if self.app.consumer_generation_id != generation:
+            return
         for tps in deferred:
             consumer.resume_partitions(tps)
 

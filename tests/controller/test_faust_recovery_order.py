@@ -116,3 +116,17 @@ async def test_install_is_idempotent_and_an_early_return_resumes_nothing() -> No
     except RuntimeError:
         pass
     assert consumer.active == set() and "resume_partitions" not in consumer.__dict__
+
+
+async def test_a_rebalance_during_the_step_leaves_the_resume_to_its_own_recovery() -> None:
+    faust_recovery_order.install()
+    app = faust.App("recovery-order-rebalance", store="memory://", autodiscover=False)
+    consumer = FetchingConsumer(FlowControlQueue(flow_control=app.flow_control), committed=0, end=1)
+    app._consumer = consumer  # type: ignore[assignment]
+
+    async def rebalanced_meanwhile(self: Recovery, generation_id: int = 0) -> None:
+        self.app.consumer.resume_partitions({STREAM})
+        self.app.consumer_generation_id += 1  # a new rebalance began while the step awaited
+
+    await faust_recovery_order.resume_streams_last(rebalanced_meanwhile)(app.tables.recovery)
+    assert consumer.active == set(), "partitions of the old generation stay paused"
