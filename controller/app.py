@@ -33,7 +33,7 @@ from schemas import (
 )
 
 from . import demand_window as dw
-from . import faust_flush, faust_recovery_order, faust_tuning
+from . import faust_recovery_order, faust_tuning
 from .audit import AuditRunner
 from .broker import embedded_broker
 from .broker_watch import BrokerHealth, BrokerWatch
@@ -75,7 +75,6 @@ class Controller:
         self.audits = AuditRunner(s.audit_time_limit_s)
         faust_tuning.install(s.fetch_wait_ms)
         faust_recovery_order.install()
-        faust_flush.install()
         self.last_seen: dict[int, float] = {}
         self._synced = False  # planner state aligned with the published topics (per process)
         self._last_event: AllocationEvent | None = None  # newest plan this process published or synced
