@@ -385,14 +385,15 @@ class Controller:
         reading past it covers that), and the whole partition only when the tail holds nothing
         of this fleet. The fields read (epoch, window end) grow with the offset, so the tail
         holds the highest."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
+
+        from .topic_admin import topic_partitions
 
         c = AIOKafkaConsumer(bootstrap_servers=self.s.bootstrap_servers, enable_auto_commit=False)
         await c.start()
         best: dict[str, Any] | None = None
         try:
-            await c.topics()  # metadata of every topic, so the partition count is known
-            tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or {0})]
+            tps = await topic_partitions(c, topic)
             c.assign(tps)
             ends = await c.end_offsets(tps)
             for tp in tps:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import aiokafka.client as aiokafka_client
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.errors import TopicAlreadyExistsError
@@ -49,6 +50,13 @@ def topic_plan(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         t.trace: (1, {}),
         t.requests: (s.telemetry_partitions, {}),
     }
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`, in order (partition 0 alone when the broker does not know
+    it): fetches metadata of all topics first, since a consumer without a subscription has none."""
+    await consumer.topics()
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
 
 
 async def ensure_topics(s: Settings, bootstrap: str) -> list[str]:

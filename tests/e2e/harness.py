@@ -12,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from controller.settings import Settings, Topics
+from controller.topic_admin import topic_partitions
 from schemas import RequestRecord, TelemetryBatch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,8 +100,7 @@ async def wait_committed_past(bootstrap: str, group: str, topic: str, timeout: f
     await c.start()
     behind: dict[int, tuple[int, int]] = {}
     try:
-        await c.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or {0})]
+        tps = await topic_partitions(c, topic)
         ends = await c.end_offsets(tps)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
