@@ -31,44 +31,38 @@ from controller.logging_setup import configure_logging  # noqa: E402
 from controller.planner import Planner, new_planner_state  # noqa: E402
 from controller.router import Router  # noqa: E402
 from controller.settings import Settings  # noqa: E402
-from controller.trace_reader import TraceOptions, bundled_sources, read_trace  # noqa: E402
+from controller.trace_reader import Chunk, TraceOptions, bundled_sources, read_trace  # noqa: E402
 from schemas import DemandWindow, RequestRecord, load_catalog  # noqa: E402
 
 T0 = 1_700_000_000.0
 
 
-def load(scale: float, minutes: float) -> tuple[np.ndarray, ...]:
-    chunks = list(read_trace(bundled_sources(), TraceOptions(scale=scale, start=T0, seed=0)))
-    ts = np.concatenate([c.ts for c in chunks])
-    order = np.argsort(ts, kind="stable")
-    cols = [np.concatenate([getattr(c, f) for c in chunks])[order]
-            for f in ("ts", "query_type", "input_tokens", "output_tokens")]
-    keep = cols[0] < T0 + minutes * 60
-    return tuple(c[keep] for c in cols)
+def load(scale: float, minutes: float) -> Chunk:
+    """The bundled traces scaled like the quickstart's, in event-time order, first `minutes`."""
+    trace = Chunk.concat(list(read_trace(bundled_sources(), TraceOptions(scale=scale, start=T0, seed=0))))
+    return trace.take(trace.ts < T0 + minutes * 60)
 
 
-def window_demand(ts: np.ndarray, qt: np.ndarray, inp: np.ndarray, out: np.ndarray, a: float,
-                  window_s: float, burst_s: float) -> DemandWindow:
-    """The window's DemandWindow as the controller's ingest would publish it (one partition)."""
-    m = (ts >= a) & (ts < a + window_s)
+def window_demand(w: Chunk, a: float, window_s: float, burst_s: float) -> DemandWindow:
+    """One window's DemandWindow as the controller's ingest would publish it (one partition)."""
     state = dw.new_state()
-    dw.add_records(state, 0, ts[m], qt[m].astype(object), inp[m].astype(float), out[m].astype(float),
-                   window_s=window_s, grace_s=0.0, burst_s=burst_s)
+    dw.add_records(state, 0, w.ts, w.query_type.astype(object), w.input_tokens.astype(float),
+                   w.output_tokens.astype(float), window_s=window_s, grace_s=0.0, burst_s=burst_s)
     parts = dw.close_ready(state, 0, window_s=window_s, grace_s=0.0, watermark=a + 2 * window_s)
     return dw.combine("default", a, a + window_s, parts)
 
 
-def run(burst_s: float, data: tuple[np.ndarray, ...], window_s: float, minutes: float) -> dict:
+def run(burst_s: float, trace: Chunk, window_s: float, minutes: float) -> dict:
     catalog = load_catalog()
     planner = Planner(catalog, Settings(window_s=window_s, min_dwell_s=0, burst_s=burst_s, gate_route="off"))
     sim = FleetSimulator(PerfTable.from_instance(catalog.to_instance().to_spec()), cold_start_s=0.0, seed=0,
                          window_s=window_s, max_wait_s=10.0, gate_route=False)
     router = Router(fleet_id="default", seed=0)
     state, costs = new_planner_state(), []
-    ts, qt, inp, out = data
     for k in range(int(minutes * 60 // window_s)):
         a = T0 + k * window_s
-        decision = planner.on_window(state, window_demand(ts, qt, inp, out, a, window_s, burst_s))
+        w = trace.take((trace.ts >= a) & (trace.ts < a + window_s))
+        decision = planner.on_window(state, window_demand(w, a, window_s, burst_s))
         if decision.follow_up is not None:
             decision.events += planner.follow_up(state, decision.follow_up).events
         if decision.events:
@@ -76,9 +70,9 @@ def run(burst_s: float, data: tuple[np.ndarray, ...], window_s: float, minutes: 
             router.apply(event)
             sim.apply_plan(event.plan, at=a, warm=True)
         costs.append(router.event("default").cost_per_hour)  # type: ignore[union-attr]
-        for i in np.nonzero((ts >= a) & (ts < a + window_s))[0]:
-            q = str(qt[i])
-            rec = RequestRecord(ts=float(ts[i]), query_type=q, input_tokens=int(inp[i]), output_tokens=int(out[i]))
+        for t, q, n_in, n_out in zip(w.ts, w.query_type, w.input_tokens, w.output_tokens):
+            q = str(q)
+            rec = RequestRecord(ts=float(t), query_type=q, input_tokens=int(n_in), output_tokens=int(n_out))
             choice = router.decide(q, "default")
             sim.submit(rec, choice.deployment if choice else None, q)
     sim.finish()
@@ -98,10 +92,10 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=60.0)
     args = ap.parse_args()
     configure_logging(level="WARNING")
-    data = load(args.scale, args.minutes)
+    trace = load(args.scale, args.minutes)
     results = []
     for b in (float(x) for x in args.bursts.split(",")):
-        r = run(b, data, args.window, args.minutes)
+        r = run(b, trace, args.window, args.minutes)
         results.append(r)
         label = "window mean" if b == 0 else f"busiest {b:g} s"
         print(f"{label:>14}: ${r['mean_cost_per_hour']:.2f}/h, within SLO "
