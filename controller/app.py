@@ -33,7 +33,7 @@ from schemas import (
 )
 
 from . import demand_window as dw
-from . import faust_recovery_order, faust_tuning
+from . import faust_recovery_order, faust_tuning, window_assembly
 from .audit import AuditRunner
 from .broker import embedded_broker
 from .broker_watch import BrokerHealth, BrokerWatch
@@ -288,41 +288,19 @@ class Controller:
             self.planner_table[s.fleet_id] = state
 
     def _absorb(self, state: dict[str, Any], msg: dict[str, Any]) -> None:
-        p = str(msg["partition"])
-        state["wm"][p] = max(state["wm"].get(p, msg["wm"]), msg["wm"])
-        if msg["kind"] != "partial":
-            return
-        w = str(msg["window"])
-        if state["closed_upto"] is not None and msg["window"] <= state["closed_upto"]:
-            # a partition's partial for window k always precedes its watermark passing k, and k
-            # closes only after every watermark passed it: so this is a replay (an ingest worker
-            # re-sending after a crash), whose records the published window already counts
+        kind = window_assembly.absorb(state, msg)
+        if kind == "duplicate":
             self.metrics.duplicate_partials.inc()
             log.info("planner.duplicate_partial", window=msg["window"], partition=msg["partition"])
-            return
-        state["pending"].setdefault(w, {})[p] = msg
+        elif kind == "late":
+            self.metrics.late_partials.inc()
+            log.warning("planner.late_partial", window=msg["window"], partition=msg["partition"],
+                        records=window_assembly.partial_records(msg), counted_in="next window's late_records")
 
     def _closable(self, state: dict[str, Any]) -> list[tuple[Any, float | None]]:
-        """Windows every partition has moved past (in order), merged into DemandWindows."""
         s = self.s
-        if len(state["wm"]) < s.telemetry_partitions:
-            return []
-        low = min(state["wm"].values())
-        k = state["closed_upto"] + 1 if state["closed_upto"] is not None else (
-            min((int(w) for w in state["pending"]), default=None))
-        if k is None:
-            return []
-        out = []
-        while (k + 1) * s.window_s + s.grace_s <= low:
-            parts = list(state["pending"].pop(str(k), {}).values())
-            closed = max((p.get("closed_at", 0.0) for p in parts), default=None)
-            out.append((dw.combine(s.fleet_id, k * s.window_s, (k + 1) * s.window_s, parts,
-                                   state["late_extra"]), closed))
-            state["late_extra"] = 0
-            state["closed_upto"] = k
-            state["windows_closed"] += 1
-            k += 1
-        return out
+        return window_assembly.closable(state, fleet_id=s.fleet_id, partitions=s.telemetry_partitions,
+                                        window_s=s.window_s, grace_s=s.grace_s)
 
     async def _publish(self, decision: Any) -> None:
         s = self.s
@@ -367,10 +345,7 @@ class Controller:
                     log.info("planner.plan_restored", epoch=event.epoch, trigger=event.trigger)
         state["epoch"] = max(state["epoch"], int(last["epoch"]) if last else 0)
         if last_end > 0:
-            k = round(last_end / s.window_s) - 1
-            if state["closed_upto"] is None or k > state["closed_upto"]:
-                state["closed_upto"] = k
-                state["pending"] = {w: v for w, v in state["pending"].items() if int(w) > k}
+            window_assembly.skip_to(state, round(last_end / s.window_s) - 1)
         self._synced = True
         log.info("planner.synced", epoch=state["epoch"], closed_upto=state["closed_upto"])
 

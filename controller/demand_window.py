@@ -129,6 +129,12 @@ def close_ready(state: dict[str, Any], partition: int, *, window_s: float, grace
     """Pop every window whose end + grace is at or below the watermark, as partials.
 
     `watermark` may force the partition forward (an idle partition on a busy worker).
+    Each partial carries the watermark the leader may advance this partition to when it
+    takes it: the partition's full watermark only on the last one; an earlier one only its
+    own window's end + grace. The leader closes a window once every partition's watermark
+    passed it, so a partial that carried the full watermark could let it close the next
+    window before this partition's partial for it had arrived (when a watermark jump, such
+    as a tick, closes several windows of a partition at once).
     """
     if watermark is not None:
         state["wm"] = watermark if state["wm"] is None else max(state["wm"], watermark)
@@ -141,8 +147,11 @@ def close_ready(state: dict[str, Any], partition: int, *, window_s: float, grace
         if (k + 1) * window_s + grace_s <= wm:
             out.append({"kind": "partial", "partition": partition, "window": k,
                         "window_start": k * window_s, "window_end": (k + 1) * window_s,
-                        "aggs": state["windows"].pop(w), "late": state["late"], "wm": wm})
+                        "aggs": state["windows"].pop(w), "late": state["late"],
+                        "wm": (k + 1) * window_s + grace_s})
             state["late"] = 0
+    if out:
+        out[-1]["wm"] = wm
     return out
 
 

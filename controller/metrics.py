@@ -14,6 +14,8 @@ class Metrics:
         self.dlq = Counter("llmfleet_dead_letters", "messages sent to the dead-letter topic", registry=r)
         self.duplicate_partials = Counter("llmfleet_duplicate_partials", "window partials replayed after "
                                           "a crash, dropped (already counted)", registry=r)
+        self.late_partials = Counter("llmfleet_late_partials", "window partials arriving after their window "
+                                     "closed without them (records counted as late)", registry=r)
         self.windows = Counter("llmfleet_windows_closed", "demand windows closed", registry=r)
         self.drift = Counter("llmfleet_drift_events", "windows where drift was detected", registry=r)
         self.events = Counter("llmfleet_allocation_events", "allocation events published",

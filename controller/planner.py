@@ -61,7 +61,7 @@ def bucket_tokens(n: float) -> float:
 def new_planner_state() -> dict[str, Any]:
     return {"epoch": 0, "plan": None, "plan_cost": None, "plan_demand": None, "plan_at": None,
             "method": None, "detectors": {}, "wm": {}, "pending": {}, "late_extra": 0,
-            "closed_upto": None, "windows_closed": 0, "recent_rates": []}
+            "closed_upto": None, "closed_from": {}, "windows_closed": 0, "recent_rates": []}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""The leader merging partials into windows: every record in exactly one window, whatever the
+interleaving of partitions on the windows topic; replays dropped, late partials counted."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller import demand_window as dw
+from controller import window_assembly as wa
+from controller.planner import new_planner_state
+
+W, G, P = 10.0, 2.0, 3
+
+
+def _partials(partition: int, batches: list[list[float]], final_wm: float) -> list[dict]:
+    """What one partition's ingest sends: its partials as records arrive, then a tick to final_wm."""
+    state, out = dw.new_state(), []
+    for off, ts in enumerate(batches):
+        n = len(ts)
+        dw.add_records(state, off, np.array(ts), np.array(["a"] * n, dtype=object), np.full(n, 100.0),
+                       np.full(n, 10.0), window_s=W, grace_s=G)
+        out += dw.close_ready(state, partition, window_s=W, grace_s=G)
+    return out + dw.close_ready(state, partition, window_s=W, grace_s=G, watermark=final_wm)
+
+
+def _run(messages: list[dict], state: dict | None = None) -> tuple[dict, list, list[str]]:
+    state = state or new_planner_state()
+    windows, kinds = [], []
+    for m in messages:
+        kinds.append(wa.absorb(state, m))
+        windows += [w for w, _ in wa.closable(state, fleet_id="f", partitions=P, window_s=W, grace_s=G)]
+    return state, windows, kinds
+
+
+def test_a_tick_that_closes_several_windows_does_not_outrun_the_partition() -> None:
+    # partitions 1 and 2 finish first; partition 0's tick closes its windows 0 and 1 at once.
+    # Its partial for window 0 must not let the leader close window 1 before its partial for 1.
+    p0 = _partials(0, [[1.0, 2.0], [10.5, 11.0, 11.5]], final_wm=1000.0)  # wm 11.5: window 0 still open
+    assert [m["window"] for m in p0] == [0, 1]
+    assert p0[0]["wm"] < 2 * W + G <= p0[1]["wm"], "only the last partial carries the full watermark"
+    others = _partials(1, [[3.0], [14.0]], 1000.0) + _partials(2, [[4.0, 5.0], [15.0]], 1000.0)
+    _, windows, kinds = _run(others + p0)
+    assert set(kinds) == {"pending"}
+    assert [(w.window_start, w.records, w.late_records) for w in windows[:2]] == [(0.0, 5, 0), (10.0, 5, 0)]
+    assert sum(w.records for w in windows) == 10
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.lists(st.tuples(st.floats(0.1, 12.0), st.integers(1, 4)), min_size=1, max_size=12),
+                      min_size=P, max_size=P),
+       order=st.lists(st.integers(0, P - 1), max_size=200))
+def test_every_record_in_exactly_one_window_for_any_interleaving(steps: list[list[tuple[float, int]]],
+                                                                 order: list[int]) -> None:
+    # each partition's messages keep their order on the single-partition windows topic;
+    # how the partitions interleave is arbitrary
+    queues, total = [], 0
+    for p, per_step in enumerate(steps):
+        ts = np.cumsum([gap for gap, _ in per_step])  # event time moves on by `gap` seconds
+        batches = [[float(t)] * n for t, (_, n) in zip(ts, per_step)]
+        total += sum(map(len, batches))
+        queues.append(_partials(p, batches, final_wm=500.0))
+    merged = []
+    for p in order:
+        if queues[p]:
+            merged.append(queues[p].pop(0))
+    for q in queues:
+        merged += q
+    state, windows, kinds = _run(merged)
+    assert "late" not in kinds and "duplicate" not in kinds
+    assert sum(w.records for w in windows) == total
+    assert sum(w.late_records for w in windows) == 0
+    starts = [w.window_start for w in windows]
+    assert starts == sorted(set(starts))
+
+
+def test_replayed_partial_is_dropped_and_a_late_one_is_counted_as_late() -> None:
+    def part(p: int, k: int, n: int, wm: float) -> dict:
+        return {"kind": "partial", "partition": p, "window": k, "aggs": {"a": {**dw._empty_agg(), "n": n}},
+                "late": 0, "wm": wm}
+
+    msgs = [part(0, 0, 4, 12.0), part(1, 0, 3, 12.0), {"kind": "wm", "partition": 2, "wm": 25.0}]
+    state, windows, kinds = _run(msgs)
+    assert [w.records for w in windows] == [7] and state["closed_from"]["0"] == ["0", "1"]
+    # partition 0 re-sends window 0 after a crash: already counted
+    assert wa.absorb(state, part(0, 0, 4, 12.0)) == "duplicate"
+    # partition 2's partial for window 0 arrives after the window closed without it
+    assert wa.absorb(state, part(2, 0, 6, 12.0)) == "late"
+    assert wa.absorb(state, part(2, 0, 6, 12.0)) == "duplicate", "the same late partial again is a replay"
+    _, more, _ = _run([{"kind": "wm", "partition": p, "wm": 25.0} for p in (0, 1)], state)
+    assert [(w.window_start, w.records, w.late_records) for w in more] == [(10.0, 0, 6)]
+
+
+def test_windows_published_by_an_earlier_leader_count_as_replays() -> None:
+    state = new_planner_state()
+    wa.skip_to(state, 5)  # the demand topic already holds window 5; this state never merged it
+    part = {"kind": "partial", "partition": 1, "window": 4, "aggs": {"a": {"n": 2}}, "late": 0, "wm": 52.0}
+    assert wa.absorb(state, part) == "duplicate"
+    assert state["late_extra"] == 0
+
+
+def test_closed_window_memory_is_bounded() -> None:
+    state = new_planner_state()
+    for p in range(P):
+        wa.absorb(state, {"kind": "wm", "partition": p, "wm": 0.0})
+    state["closed_upto"] = -1
+    for p in range(P):
+        wa.absorb(state, {"kind": "wm", "partition": p, "wm": (wa.CLOSED_MEMORY + 50) * W + G})
+    windows = wa.closable(state, fleet_id="f", partitions=P, window_s=W, grace_s=G)
+    assert len(windows) == wa.CLOSED_MEMORY + 50
+    assert len(state["closed_from"]) == wa.CLOSED_MEMORY
+    assert min(map(int, state["closed_from"])) == 50
