@@ -73,8 +73,9 @@ def closable(state: dict[str, Any], *, fleet_id: str, partitions: int, window_s:
         state["windows_closed"] += 1
         closed_from[str(k)] = sorted(by_partition)
         k += 1
-    for w in sorted(closed_from, key=int)[:-CLOSED_MEMORY]:
-        del closed_from[w]
+    if len(closed_from) > CLOSED_MEMORY:  # runs on every windows-topic message: prune only when over
+        for w in sorted(closed_from, key=int)[:-CLOSED_MEMORY]:
+            del closed_from[w]
     return out
 
 
