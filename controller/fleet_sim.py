@@ -10,8 +10,11 @@ at low load the wait is zero and latency = L_i, as utilisation nears 1 the wait 
 beyond 1 the backlog grows without bound (or requests abandon after `max_wait_s`).
 
 Observed latency = service time + wait, TTFT = T_pre + wait, and the SLO is met iff
-latency <= max_latency_s and TTFT <= max_ttft_s. Replicas added by a plan serve only after
-`cold_start_s`; removed replicas stop taking work at once (in-flight requests finish).
+latency <= max_latency_s and TTFT <= max_ttft_s. Plans are applied make-before-break (see
+`apply_plan`): replicas a plan adds serve only after their deployment's cold start
+(controller/cold_start.py), and replicas it removes keep serving until the added ones are ready,
+then drain (in-flight requests finish). Every replica costs its GPUs' price from start to stop
+(`cost`), and `status` reports readiness as a fleet would (schemas.FleetStatus).
 Time is the records' event time (`ts`); nothing sleeps. The only randomness is the optional
 service-time jitter, from a seeded numpy Generator, so a run is reproducible.
 
@@ -42,11 +45,13 @@ from typing import Any
 import numpy as np
 import structlog
 
-from schemas import IterationBatch, Plan, RequestRecord, TelemetryBatch
+from schemas import (DeploymentStatus, FleetStatus, IterationBatch, Plan, RequestRecord, TelemetryBatch,
+                     Transition, TransitionStep)
 from solvers.compile import CompiledInstance, compile_instance
 from solvers.iteration_model import IterationModel
 from solvers.plan_codec import cand_key
 
+from .cold_start import ColdStart
 from .gate_route_pool import GateRouteJob, GateRoutePool, plant_from_params
 from .router import _usable_gate as usable_gate_params  # the router's rule: same pools
 from .slo_window import SloWindows
@@ -79,8 +84,10 @@ class RoutePerf:
 class PerfTable:
     """Route performance by (query type, configuration), from a compiled instance."""
 
-    def __init__(self, routes: Mapping[tuple[str, ConfigKey], RoutePerf]) -> None:
+    def __init__(self, routes: Mapping[tuple[str, ConfigKey], RoutePerf],
+                 gpu_price: Mapping[str, float] | None = None) -> None:
         self._routes = dict(routes)
+        self.gpu_price: dict[str, float] = dict(gpu_price or {})   # $ per GPU-hour
 
     @classmethod
     def from_compiled(cls, ci: CompiledInstance) -> PerfTable:
@@ -92,7 +99,7 @@ class PerfTable:
                 mu=float(ci.mu[r]), latency_s=float(ci.latency[r]), ttft_s=float(ci.ttft[r]),
                 batch=b, max_latency_s=float(ci.max_latency[i]), max_ttft_s=float(ci.max_ttft[i]),
                 curve=tuple(float(v) for v in ci.latency_curve(r, np.arange(1, b + 1))))
-        return cls(routes)
+        return cls(routes, dict(zip(ci.gpu_ids, (float(p) for p in ci.gpu_price))))
 
     @classmethod
     def from_instance(cls, spec: Mapping[str, Any]) -> PerfTable:
@@ -193,17 +200,19 @@ class FleetSimulator:
     reporting them.
     """
 
-    def __init__(self, perf: PerfTable, *, cold_start_s: float = 60.0, seed: int = 0,
+    def __init__(self, perf: PerfTable, *, cold_start_s: float | ColdStart = 60.0, seed: int = 0,
                  service_cv: float = 0.0, max_wait_s: float | None = None,
                  batch_size: int = 500, window_s: float = 60.0,
                  producer: str = "llmfleet-fleet-sim", gate_route: bool = True,
                  iteration_truth: Mapping[Any, IterationModel] | None = None,
                  iteration_cv: float = 0.03, iteration_samples: bool = True,
-                 reorder_hold_s: float = 10.0) -> None:
-        if cold_start_s < 0 or service_cv < 0 or batch_size < 1 or iteration_cv < 0:
-            raise ValueError("cold_start_s, service_cv and iteration_cv must be >= 0, batch_size >= 1")
+                 reorder_hold_s: float = 10.0, make_before_break: bool = True) -> None:
+        cold = cold_start_s if isinstance(cold_start_s, ColdStart) else ColdStart.fixed(float(cold_start_s))
+        if service_cv < 0 or batch_size < 1 or iteration_cv < 0:
+            raise ValueError("service_cv and iteration_cv must be >= 0, batch_size >= 1")
         self.perf = perf
-        self.cold_start_s = cold_start_s
+        self.cold_start = cold
+        self.make_before_break = make_before_break
         self.service_cv = service_cv
         self.max_wait_s = max_wait_s
         self.batch_size = batch_size
@@ -227,28 +236,50 @@ class FleetSimulator:
         self._clock = -math.inf
         self._samples: dict[str, list[tuple[float, int, int, float]]] = {}
         self._jitter: dict[str, random.Random] = {}
+        self._targets: dict[str, int] = {}           # replicas per deployment of the plan in force
+        self._pending: dict[str, int] = {}           # surplus kept until the transition completes
+        self._complete_at = -math.inf
+        self._accounted_to = -math.inf
+        self._dollars = self._gpu_seconds = 0.0
+        self._gpus_started = self._gpus_stopped = 0
 
     # ---- plans -------------------------------------------------------------------------------
     def apply_plan(self, plan: Plan | Mapping[str, Any], at: float, *, warm: bool = False,
-                   gate_route: Mapping[str, Any] | None = None) -> None:
-        """Resize pools to the plan at event time `at`; `warm` skips the cold start (bootstrap).
+                   gate_route: Mapping[str, Any] | None = None) -> Transition:
+        """Move the fleet towards `plan` at event time `at`, make-before-break; returns the steps.
+
+        New replicas start at once and serve after their deployment's cold start (`warm`: at
+        once, for the fleet a bootstrap plan describes as running). Replicas the plan no longer
+        wants (scale-down, deployments it drops) keep serving until every replica this
+        transition starts is ready; then they drain: no new work, in-flight work finishes.
+        Replicas still starting are cancelled at once when a plan no longer wants them. With
+        `make_before_break` False, surplus replicas stop at once (the old behaviour).
 
         `gate_route` is the event's per-deployment parameters: deployments with usable ones
         (status optimal, per-class numbers) are served by gate-and-route pools.
         """
         p = plan if isinstance(plan, Plan) else Plan.model_validate(plan)
         self.advance(at)
-        delay = 0.0 if warm else self.cold_start_s
+        self._account(at)
+        if self._pending:                        # a newer plan supersedes the transition in flight
+            self._pending = {}
         params = usable_gate_params(gate_route) if self.gate_route else {}
-        seen = set()
+        steps: list[TransitionStep] = []
+        pending: dict[str, int] = {}
+        starting: list[float] = []
+        started = stopped = 0
+        self._targets = {d.id: d.replicas for d in p.deployments}
         for d in p.deployments:
             key: ConfigKey = (d.model, d.gpu, d.precision, d.tp, d.pp)
             gr = params.get(d.id)
             pool = self._pools.get(d.id)
+            before = pool.size if pool is not None else 0
             warm_at: list[float] = []
             if pool is not None and (pool.key != key or isinstance(pool, GateRoutePool) != (gr is not None)):
                 if pool.key == key:               # same machines, other service model: stay warm
                     warm_at = pool.ready_times()
+                else:
+                    stopped += before * pool.key[3] * pool.key[4]
                 self._retire(pool)
                 pool = None
             if pool is None:
@@ -259,13 +290,107 @@ class FleetSimulator:
                 pool.configure(gr, at=at)
             if warm_at:
                 pool.adopt(warm_at[:d.replicas], at)
-            pool.resize(d.replicas, at, delay)
-            seen.add(d.id)
-        for dep in [k for k in self._pools if k not in seen]:
-            self._retire(self._pools.pop(dep))     # the router no longer sends it work
-        log.info("fleet_sim.plan_applied", at=at, warm=warm,
+            n, ngpu = pool.size, d.tp * d.pp
+            cold = 0.0 if warm else self.cold_start.seconds(key)
+            if d.replicas > n:
+                pool.resize(d.replicas, at, cold)
+                started += 0 if warm else (d.replicas - n) * ngpu
+            elif d.replicas < n:
+                cut = min(n - d.replicas, n - pool.capacity(at))   # still starting: cancel now
+                if cut:
+                    pool.resize(n - cut, at, 0.0)
+                    stopped += cut * ngpu
+                if pool.size > d.replicas:
+                    pending[d.id] = d.replicas
+            starting += [t for t in pool.ready_times() if t > at]
+            action = "start" if before == 0 else "keep" if d.replicas == before else \
+                "scale_up" if d.replicas > before else "scale_down"
+            steps.append(TransitionStep(deployment=d.id, action=action, from_replicas=before,
+                                        to_replicas=d.replicas, wait_for_ready=action == "scale_down",
+                                        cold_start_s=cold if d.replicas > before else None))
+        for dep in sorted(k for k in self._pools if k not in self._targets):
+            pool = self._pools[dep]
+            before, ngpu = pool.size, pool.key[3] * pool.key[4]
+            cut = before - pool.capacity(at)
+            if cut:
+                pool.resize(before - cut, at, 0.0)
+                stopped += cut * ngpu
+            if pool.size:
+                pending[dep] = 0
+            else:
+                self._retire(self._pools.pop(dep))
+            steps.append(TransitionStep(deployment=dep, action="retire", from_replicas=before,
+                                        to_replicas=0, wait_for_ready=True))
+        self._gpus_started += started
+        self._gpus_stopped += stopped
+        self._pending, self._complete_at = pending, max(starting, default=at)
+        if pending and (not self.make_before_break or self._complete_at <= at):
+            self._complete(at)
+        stopping = sum((self._pools[k].size - v) * self._pools[k].key[3] * self._pools[k].key[4]
+                       for k, v in self._pending.items())
+        log.info("fleet_sim.plan_applied", at=at, warm=warm, complete_at=self._complete_at,
                  replicas={k: v.size for k, v in sorted(self._pools.items())},
+                 draining=dict(sorted(self._pending.items())),
                  gate_route=sorted(k for k, v in self._pools.items() if isinstance(v, GateRoutePool)))
+        return Transition(from_epoch=0, steps=steps, gpus_started=started, gpus_stopped=stopped + stopping)
+
+    def _complete(self, t: float) -> None:
+        """The transition's new replicas are ready: stop the surplus (it drains its work)."""
+        pending, self._pending = self._pending, {}
+        self._account(t)
+        for dep, target in sorted(pending.items()):
+            pool = self._pools.get(dep)
+            if pool is None:
+                continue
+            self._gpus_stopped += max(0, pool.size - target) * pool.key[3] * pool.key[4]
+            if target == 0:
+                self._retire(self._pools.pop(dep))
+            elif pool.size > target:
+                pool.resize(target, t, 0.0)
+        log.info("fleet_sim.transition_complete", at=t, stopped=sorted(pending))
+
+    def _account(self, t: float) -> None:
+        """Integrate replica time (and its price) up to event time `t`: every replica costs from
+        the moment it is started, through its cold start, until it is stopped."""
+        last, self._accounted_to = self._accounted_to, max(self._accounted_to, t)
+        if math.isinf(last) or t <= last:
+            return
+        dt = t - last
+        for pool in self._pools.values():
+            n = pool.size
+            if n:
+                ngpu = pool.key[3] * pool.key[4]
+                self._gpu_seconds += n * ngpu * dt
+                self._dollars += n * ngpu * self.perf.gpu_price.get(pool.key[1], 0.0) * dt / 3600.0
+
+    def cost(self, until: float | None = None) -> dict[str, float]:
+        """Dollars and GPU-hours of every replica started so far, up to event time `until`
+        (default: the simulator's clock), and GPUs started and stopped."""
+        self._account(self._clock if until is None else until)
+        return {"dollars": self._dollars, "gpu_hours": self._gpu_seconds / 3600.0,
+                "gpus_started": float(self._gpus_started), "gpus_stopped": float(self._gpus_stopped)}
+
+    def status(self, at: float, fleet_id: str = "default", epoch: int = 0) -> FleetStatus:
+        """Readiness per deployment at event time `at`, as a fleet reports it (FleetStatus)."""
+        self.advance(at)
+        deps = []
+        for dep, pool in sorted(self._pools.items()):
+            ready, size = pool.capacity(at), pool.size
+            target = self._targets.get(dep, 0)
+            deps.append(DeploymentStatus(deployment=dep, target=target, ready=ready, starting=size - ready,
+                                         draining=max(0, size - target) if dep in self._pending else 0))
+        complete = not self._pending and all(d.starting == 0 for d in deps)
+        return FleetStatus(fleet_id=fleet_id, epoch=epoch, ts=at, deployments=deps, transition_complete=complete)
+
+    def next_change(self) -> float:
+        """Event time of the next readiness change (a replica ready, a transition completing)."""
+        nxt = self._complete_at if self._pending else math.inf
+        for pool in self._pools.values():
+            for t in pool.ready_times():
+                if t > self._clock:
+                    nxt = min(nxt, t)
+                    break
+        return nxt
 
     def _new_gate_route_pool(self, deployment: str, key: ConfigKey,
                              params: Mapping[str, Any]) -> GateRoutePool:
@@ -307,6 +432,8 @@ class FleetSimulator:
         """Run the gate-and-route pools up to event time `t` and release finished records."""
         if t <= self._clock:
             return
+        if self._pending and t >= self._complete_at:
+            self._complete(max(self._complete_at, self._clock))
         self._clock = t
         for pool in self._pools.values():
             if isinstance(pool, GateRoutePool):

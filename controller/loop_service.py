@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from schemas import RequestRecord, TelemetryBatch
+from schemas import FleetStatus, RequestRecord, TelemetryBatch
 
 from .async_tasks import cancel_and_wait
 from .demand_window import LengthRule, classify
@@ -55,13 +56,16 @@ class ClosedLoop:
     """
 
     def __init__(self, router: Router, sim: FleetSimulator, *, fleet_id: str | None = None,
-                 classifier: Classifier | None = None) -> None:
+                 classifier: Classifier | None = None, report_status: bool = True) -> None:
         self.router = router
         self.sim = sim
         self.fleet_id = fleet_id
         self.classifier = classifier
+        self.report_status = report_status
         self.applied_epoch = 0
         self.processed = 0
+        self.statuses: list[FleetStatus] = []     # readiness reports not yet published
+        self._next_change = math.inf
 
     def process(self, rec: RequestRecord) -> RequestRecord:
         epoch = self.router.epoch(self.fleet_id)
@@ -71,6 +75,9 @@ class ClosedLoop:
             self.sim.apply_plan(event.plan, at=rec.ts, warm=self.applied_epoch == 0,
                                 gate_route=event.gate_route)
             self.applied_epoch = epoch
+            self._status(rec.ts, event.fleet_id)
+        elif rec.ts >= self._next_change:
+            self._status(rec.ts, None)
         qt = rec.query_type or (self.classifier(rec) if self.classifier else None)
         decision = self.router.decide(qt, self.fleet_id) if qt else None
         self.processed += 1
@@ -80,6 +87,18 @@ class ClosedLoop:
 
     def run(self, records: Iterable[RequestRecord]) -> list[RequestRecord]:
         return [self.process(r) for r in records]
+
+    def _status(self, at: float, fleet_id: str | None) -> None:
+        """The fleet's readiness at `at`, to the router (and out, as a fleet would report it)."""
+        if not self.report_status:
+            return
+        fid = fleet_id or self.fleet_id or (self.router.event(None).fleet_id  # type: ignore[union-attr]
+                                             if self.router.event(None) else "default")
+        st = self.sim.status(at, fleet_id=fid, epoch=self.applied_epoch)
+        self.router.set_status(st)
+        self.statuses.append(st)
+        del self.statuses[:-64]
+        self._next_change = self.sim.next_change()
 
 
 def decode_records(raw: bytes | None) -> Iterator[RequestRecord]:
@@ -114,7 +133,8 @@ class LoopService:
                  output_topic: str, *, router_service: RouterService | None = None,
                  group_id: str | None = None, auto_offset_reset: str = "earliest",
                  max_poll_records: int = 500, poll_timeout_ms: int = 200,
-                 plan_timeout_s: float = 10.0, key: bytes | None = None) -> None:
+                 plan_timeout_s: float = 10.0, key: bytes | None = None,
+                 status_topic: str | None = None) -> None:
         if input_topic == output_topic:
             raise ValueError("input_topic and output_topic must differ (the loop would feed itself)")
         self.bootstrap_servers = bootstrap_servers
@@ -128,6 +148,8 @@ class LoopService:
         self.poll_timeout_ms = poll_timeout_ms
         self.plan_timeout_s = plan_timeout_s
         self.key = key if key is not None else (loop.fleet_id or "fleet-sim").encode()
+        self.status_topic = status_topic
+        self.published_statuses = 0
         self.invalid_messages = 0
         self.published_records = 0
         self.published_batches = 0
@@ -245,6 +267,12 @@ class LoopService:
         for b in [*batches, *iterations]:
             await self._producer.send(self.output_topic, b.model_dump_json().encode(), key=self.key)
         self.published_iteration_batches += len(iterations)
+        statuses, self.loop.statuses = self.loop.statuses, []
+        if self.status_topic is not None:
+            for st in statuses:
+                await self._producer.send(self.status_topic, st.model_dump_json().encode(),
+                                          key=st.fleet_id.encode())
+            self.published_statuses += len(statuses)
         if batches or iterations:
             await self._producer.flush()
             async with self._progress:

@@ -19,14 +19,16 @@ from typing import Any, Literal
 
 import structlog
 
-from schemas import AllocationEvent
+from schemas import AllocationEvent, FleetStatus
 
 log = structlog.get_logger()
 
 #: fractions are turned into integer weights at this resolution so SWRR runs in exact arithmetic
 WEIGHT_SCALE = 1_000_000
+#: SWRR member standing for "planned, but nothing that can serve it is ready"
+NO_READY = "\x00no-ready"
 
-Reason = Literal["routed", "unserved", "shed", "no_plan", "unknown_query_type"]
+Reason = Literal["routed", "unserved", "shed", "no_plan", "unknown_query_type", "no_ready"]
 Placement = Literal["mixed", "solo"]
 
 
@@ -92,6 +94,22 @@ class Decision:
     placement: Placement | None = None
 
 
+@dataclass(frozen=True)
+class _Previous:
+    """Routes and replica targets of the plans a transition replaces (merged, newest first)."""
+
+    shares: dict[str, dict[str, float]]
+    target: dict[str, int]
+
+    @classmethod
+    def of(cls, event: AllocationEvent, older: _Previous | None = None) -> _Previous:
+        shares = {qt: dict(v) for qt, v in (older.shares if older else {}).items()}
+        for qt, v in _shares(event).items():
+            shares.setdefault(qt, {}).update(v)
+        target = {**(older.target if older else {}), **{d.id: d.replicas for d in event.plan.deployments}}
+        return cls(shares, target)
+
+
 @dataclass
 class _Fleet:
     event: AllocationEvent
@@ -99,6 +117,49 @@ class _Fleet:
     gate: dict[str, Mapping[str, Any]]
     routed: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+    previous: _Previous | None = None           # plans being replaced, until the transition completes
+    status: FleetStatus | None = None            # latest readiness report (None: route by the plan)
+
+
+def _shares(event: AllocationEvent | None) -> dict[str, dict[str, float]]:
+    """query type -> deployment -> fraction of one event's plan."""
+    out: dict[str, dict[str, float]] = {}
+    for r in event.plan.routes if event is not None else ():
+        shares = out.setdefault(r.query_type, {})
+        shares[r.deployment] = shares.get(r.deployment, 0.0) + r.fraction
+    return out
+
+
+def ready_shares(new: Mapping[str, float], old: Mapping[str, float], target: Mapping[str, int],
+                 old_target: Mapping[str, int], ready: Mapping[str, int]) -> dict[str, float]:
+    """One query type's fractions over what is ready (docs/router.md §6).
+
+    A deployment of the new plan carries its fraction times the share of its replicas that
+    are ready. What is missing goes to deployments of the previous plan that are still
+    serving (each up to its old fraction times its ready share), then to whatever is ready in
+    the new plan; a fraction with nothing ready anywhere is dropped (rejected as no_ready).
+    The unserved share 1 - sum(new) stays unserved."""
+    def ready_part(dep: str, want: int) -> float:
+        return min(1.0, ready.get(dep, 0) / want) if want > 0 else 0.0
+
+    out = {d: f * ready_part(d, target.get(d, 0)) for d, f in new.items()}
+    missing = sum(new.values()) - sum(out.values())
+    if missing <= 1e-12:
+        return out
+    old_cap = {d: f * ready_part(d, old_target.get(d, 0)) for d, f in old.items() if d not in new}
+    total = sum(old_cap.values())
+    if total > 0:
+        take = min(missing, total)
+        for d, c in old_cap.items():
+            out[d] = out.get(d, 0.0) + take * c / total
+        missing -= take
+    if missing > 1e-12:
+        live = {d: v for d, v in out.items() if v > 0}
+        if live:
+            scale = sum(live.values())
+            for d, v in live.items():
+                out[d] = v + missing * v / scale
+    return out
 
 
 def _usable_gate(params: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
@@ -130,6 +191,7 @@ class Router:
         self.foreign_ignored = 0
         self.applied = 0
         self.no_plan_rejected = 0
+        self.status_applied = 0
 
     # ---- allocation events ------------------------------------------------------------------
     def apply(self, event: AllocationEvent) -> bool:
@@ -153,22 +215,74 @@ class Router:
         return True
 
     def _build(self, event: AllocationEvent, prev: _Fleet | None) -> _Fleet:
-        by_qt: dict[str, dict[str, float]] = {}
-        for r in event.plan.routes:
-            shares = by_qt.setdefault(r.query_type, {})
-            shares[r.deployment] = shares.get(r.deployment, 0.0) + r.fraction
-        wrr = {}
-        for qt, shares in by_qt.items():
+        fleet = _Fleet(event=event, wrr={}, gate=_usable_gate(event.gate_route))
+        if prev is not None:  # counters are per fleet, across epochs
+            fleet.routed, fleet.rejected = prev.routed, prev.rejected
+            fleet.status = prev.status
+            if fleet.status is not None:  # readiness known: the old plan serves until replaced
+                fleet.previous = _Previous.of(prev.event, None if self._settled(prev) else prev.previous)
+        self._rebuild(fleet)
+        return fleet
+
+    @staticmethod
+    def _settled(fleet: _Fleet) -> bool:
+        """Every deployment of the plan in force has its target ready."""
+        st = fleet.status
+        if st is None:
+            return True
+        ready = st.ready()
+        return all(ready.get(d.id, 0) >= d.replicas for d in fleet.event.plan.deployments)
+
+    def _rebuild(self, fleet: _Fleet) -> None:
+        """SWRR per query type from the plan, or, with readiness known, over what is ready."""
+        new = _shares(fleet.event)
+        old = fleet.previous.shares if fleet.previous else {}
+        target = {d.id: d.replicas for d in fleet.event.plan.deployments}
+        old_target = fleet.previous.target if fleet.previous else {}
+        ready = fleet.status.ready() if fleet.status is not None else None
+        fleet.wrr = {}
+        for qt, shares in new.items():
+            if ready is not None:
+                shares = ready_shares(shares, old.get(qt, {}), target, old_target, ready)
             members, weights = plan_weights(shares)
+            if ready is not None and sum(new[qt].values()) > sum(shares.values()) + 1e-9:
+                members, weights = self._no_ready_member(members, weights, shares, new[qt])
             if self.seed is not None:
                 order = list(range(len(members)))
                 random.Random(f"{self.seed}:{qt}").shuffle(order)
                 members, weights = [members[k] for k in order], [weights[k] for k in order]
-            wrr[qt] = SmoothWRR(members, weights)
-        fleet = _Fleet(event=event, wrr=wrr, gate=_usable_gate(event.gate_route))
-        if prev is not None:  # counters are per fleet, across epochs
-            fleet.routed, fleet.rejected = prev.routed, prev.rejected
-        return fleet
+            fleet.wrr[qt] = SmoothWRR(members, weights)
+
+    @staticmethod
+    def _no_ready_member(members: list[str | None], weights: list[int], shares: Mapping[str, float],
+                         planned: Mapping[str, float]) -> tuple[list[str | None], list[int]]:
+        """Split the None member into unserved (the plan's) and no-ready (nothing to serve it)."""
+        lost = round((sum(planned.values()) - sum(shares.values())) * WEIGHT_SCALE)
+        if lost <= 0 or None not in members:
+            return members, weights
+        k = members.index(None)
+        weights = list(weights)
+        weights[k] -= lost
+        return [*members, NO_READY], [*weights, lost]
+
+    # ---- readiness ----------------------------------------------------------------------------
+    def set_status(self, status: FleetStatus) -> bool:
+        """Adopt a fleet's readiness report: from now on its query types are routed only to
+        ready replicas, with the previous plan's deployments covering what is not ready yet."""
+        if self.fleet_id is not None and status.fleet_id != self.fleet_id:
+            self.foreign_ignored += 1
+            return False
+        fleet = self._fleets.get(status.fleet_id)
+        if fleet is None:
+            return False
+        if fleet.status is not None and status.ts < fleet.status.ts:
+            return False
+        fleet.status = status
+        if fleet.previous is not None and status.epoch >= fleet.event.epoch and status.transition_complete:
+            fleet.previous = None
+        self._rebuild(fleet)
+        self.status_applied += 1
+        return True
 
     # ---- routing ----------------------------------------------------------------------------
     def route(self, query_type: str, fleet_id: str | None = None) -> str | None:
@@ -187,6 +301,8 @@ class Router:
         dep = wrr.pick()
         if dep is None:
             return self._reject(fleet, "unserved")
+        if dep == NO_READY:
+            return self._reject(fleet, "no_ready")
         placement: Placement | None = None
         gate = fleet.gate.get(dep)
         cls = gate["classes"].get(query_type) if gate else None

@@ -27,6 +27,7 @@ class Topics(BaseSettings):
     trace: str = "llmfleet.trace"
     windows: str = "llmfleet.windows"  # internal: per-partition window partials -> planner
     requests: str = "llmfleet.requests"  # incoming requests before routing (replay -> router)
+    fleet_status: str = "llmfleet.fleet-status"  # fleets' readiness reports (schemas.FleetStatus)
 
 
 class Settings(BaseSettings):

@@ -49,6 +49,7 @@ def topic_plan(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         t.dlq: (1, {}),
         t.trace: (1, {}),
         t.requests: (s.telemetry_partitions, {}),
+        t.fleet_status: (1, compact),
     }
 
 

@@ -4,6 +4,7 @@ from .catalog import Catalog, load_catalog
 from .demand import DemandWindow, QueryDemand
 from .errors import describe
 from .events import AllocationEvent, AuditReport, AuditRequest, DeadLetter
+from .fleet_status import DeploymentStatus, FleetStatus, Transition, TransitionStep
 from .export import MESSAGE_TYPES, export_schemas, render_schemas
 from .instance import Constants, Gpu, Instance, Model, Parallelism, Precision, QueryType
 from .plan import Deployment, Plan, Route
@@ -11,7 +12,8 @@ from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, TelemetryM
 
 __all__ = [
     "SCHEMA_VERSION", "AllocationEvent", "AuditReport", "AuditRequest", "Catalog", "Constants",
-    "DeadLetter", "DemandWindow", "Deployment", "Gpu", "Instance", "IterationBatch",
+    "DeadLetter", "DemandWindow", "Deployment", "DeploymentStatus", "FleetStatus", "Transition",
+    "TransitionStep", "Gpu", "Instance", "IterationBatch",
     "MESSAGE_TYPES", "Model", "Parallelism", "Plan", "Precision", "QueryDemand", "QueryType",
     "RequestRecord", "Route",
     "TelemetryBatch", "TelemetryMessage", "describe", "export_schemas", "load_catalog",

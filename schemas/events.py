@@ -6,10 +6,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ._base import SCHEMA_VERSION, Frozen, Id, NonNegFloat
+from .fleet_status import Transition
 from .instance import Instance
 from .plan import Plan
 
-Trigger = Literal["startup", "window", "drift", "audit", "degraded", "manual", "recovered"]
+Trigger = Literal["startup", "window", "drift", "audit", "degraded", "manual", "recovered", "burst"]
 Method = Literal["gh", "agh", "milp", "cpsat", "lpr", "dvr", "hf"]
 SolveStatus = Literal["optimal", "feasible", "infeasible", "no_solution", "error"]
 
@@ -23,7 +24,8 @@ class AllocationEvent(Frozen):
     trigger: Trigger = Field(description="why this epoch: startup (first plan), window (a window's re-plan), "
                                          "drift (AGH after drift), audit (the exact audit's cheaper plan), "
                                          "degraded (demand cannot be fully served), manual, recovered (the "
-                                         "plan in force republished after the broker came back empty)")
+                                         "plan in force republished after the broker came back empty), "
+                                         "burst (a query type's rate inside an open window outran the plan)")
     method: Method
     status: SolveStatus
     plan: Plan
@@ -41,6 +43,9 @@ class AllocationEvent(Frozen):
         default=None, description="wall time the demand window closed (latency measurement)")
     gate_route: dict[Id, dict[str, Any]] | None = Field(
         default=None, description="per deployment: gate-and-route admission/routing parameters")
+    transition: Transition | None = Field(
+        default=None, description="how to reach this plan from the previous epoch's safely "
+                                  "(make-before-break); None: apply the plan as it is")
 
 
 class AuditRequest(Frozen):

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from .catalog import Catalog
 from .demand import DemandWindow
 from .events import AllocationEvent, AuditReport, AuditRequest, DeadLetter
+from .fleet_status import FleetStatus
 from .instance import Instance
 from .plan import Plan
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch
@@ -25,6 +26,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "audit_request": AuditRequest,
     "audit_report": AuditReport,
     "dead_letter": DeadLetter,
+    "fleet_status": FleetStatus,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 
