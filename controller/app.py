@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import time
@@ -44,6 +45,11 @@ from .settings import Settings
 
 log = structlog.get_logger()
 LAST_PUBLISHED_TAIL = 512  # messages a new leader reads back to find the last epoch and window
+
+
+def fast_path_step(s: Settings) -> float:
+    """Event seconds between looks at an open window: a burst interval, or the warm start."""
+    return min(s.burst_s, s.warm_start_s) if s.burst_s > 0 else s.warm_start_s
 
 
 def _bootstrap(s: Settings) -> list[str]:
@@ -141,6 +147,7 @@ class Controller:
             self.last_seen[p] = time.monotonic()
             key = f"p{p}"
             state = self.ingest_table.get(key) or dw.new_state()
+            wm_in = state["wm"]
             try:
                 cols, wm_only = await self._decode(event.value, msg)
             except Exception as exc:  # a decoder bug must cost one message, not the ingest agent
@@ -160,11 +167,25 @@ class Controller:
             for part in partials:
                 part["closed_at"] = time.time()
                 await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(part).encode())
-            if not partials and state["wm"] is not None and (
+            progress = self._progress(state, p, wm_in) if cols is not None else None
+            if progress is not None:
+                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(progress).encode())
+            elif not partials and state["wm"] is not None and (
                     before is None or state["wm"] // s.window_s != before // s.window_s or wm_only is not None):
                 await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(
                     {"kind": "wm", "partition": p, "wm": state["wm"]}).encode())
             self.ingest_table[key] = state
+
+    def _progress(self, state: dict[str, Any], partition: int, before: float | None) -> dict[str, Any] | None:
+        """The open window so far, each time the partition's watermark crosses a fast-path step
+        (Planner.on_burst: the first plan from observed traffic, and re-plans on a burst)."""
+        s = self.s
+        if not (s.fast_path or s.startup_plan == "observed") or state["wm"] is None:
+            return None
+        step = fast_path_step(s)
+        if before is not None and state["wm"] // step == before // step:
+            return None
+        return dw.progress(state, partition, window_s=s.window_s)
 
     async def _decode(self, raw: bytes | None, msg: Any) -> tuple[tuple[np.ndarray, ...] | None, float | None]:
         """Columns of a telemetry message, or a tick's watermark; bad input goes to the DLQ."""
@@ -262,7 +283,8 @@ class Controller:
             state = self.planner_table.get(s.fleet_id) or new_planner_state()
             if not self._synced:  # first planner event in this process: a new or restarted leader
                 await self._sync_with_published(state)
-                if state["epoch"] == 0 and state["plan"] is None:  # routers get a plan at once
+                if state["epoch"] == 0 and state["plan"] is None and s.startup_plan == "catalog":
+                    # routers get a plan at once (with "observed", the first progress makes it)
                     await self._publish(await loop.run_in_executor(
                         None, self.planner.on_startup, state, s.fleet_id, time.time()))
             try:
@@ -274,6 +296,13 @@ class Controller:
                 self.metrics.audit_gap.set(report.gap or 0.0)
                 decision = self.planner.on_audit(state, report)
                 await self._publish(decision)
+            elif msg.get("kind") == "progress":
+                window_assembly.absorb_any(state, msg)
+                fast = window_assembly.open_window(state, fleet_id=s.fleet_id, partitions=s.telemetry_partitions,
+                                                   window_s=s.window_s, step_s=fast_path_step(s))
+                if fast is not None:
+                    await self._publish(await loop.run_in_executor(
+                        None, functools.partial(self.planner.on_burst, state, fast[0], time.time(), bins=fast[1])))
             elif msg.get("kind") in ("partial", "wm"):
                 self._absorb(state, msg)
                 follow_up = None

@@ -100,6 +100,7 @@ def add_records(state: dict[str, Any], offset: int, ts: np.ndarray, qt: np.ndarr
             sel = inv == g
             agg = windows.setdefault(w, {}).setdefault(q, _empty_agg())
             agg["n"] += int(sel.sum())
+            agg["t_min"] = min(float(agg.get("t_min", math.inf)), float(kts[sel].min()))
             if n_sub:
                 sub = np.floor((kts[sel] - int(w) * window_s) * n_sub / window_s).astype(np.int64)
                 agg["sub_n"] = (np.asarray(agg.get("sub_n", [0] * n_sub))
@@ -167,9 +168,67 @@ def _p95(hist: Sequence[int]) -> float:
 def merge_aggs(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out = _empty_agg()
     for p in parts:
-        for k, v in p.items():  # sub_n: only in windows counted with burst_s, so it may be missing
-            out[k] = (np.asarray(out.get(k, 0)) + np.asarray(v)).tolist() if isinstance(v, list) else out[k] + v
+        for k, v in p.items():  # sub_n and t_min: only in windows of newer workers, may be missing
+            if k == "t_min":
+                out[k] = min(float(out.get(k, math.inf)), float(v))
+            else:
+                out[k] = (np.asarray(out.get(k, 0)) + np.asarray(v)).tolist() if isinstance(v, list) else out[k] + v
     return out
+
+
+def progress(state: Mapping[str, Any], partition: int, *, window_s: float) -> dict[str, Any] | None:
+    """This partition's newest open window so far (cumulative, so a repeat is harmless), for
+    the leader's fast path (Planner.on_burst); None before any record."""
+    wm = state["wm"]
+    if wm is None:
+        return None
+    k = int(math.floor(wm / window_s))
+    aggs = state["windows"].get(str(k))
+    if not aggs:
+        return None
+    return {"kind": "progress", "partition": partition, "window": k, "wm": wm, "aggs": aggs}
+
+
+def partial_window(fleet_id: str, k: int, window_s: float, upto: float,
+                   parts: Sequence[Mapping[str, Any]]) -> DemandWindow | None:
+    """Window k's demand from its partitions' progress, counted over the burst intervals
+    complete by event time `upto` (the slowest partition's watermark): partitions ahead of it
+    have counted past `upto`, so only whole intervals before it are comparable. Per query
+    type: the mean rate over those intervals (from the window's first record on) and the
+    busiest one's rate (`arrival_rate_peak`; intervals that began before the first record are
+    left out of it). None while no interval is complete (or nothing was counted). Without
+    burst counts (burst_s 0) the mean is taken over [first record, upto]."""
+    start = k * window_s
+    by_qt: dict[str, list[Mapping[str, Any]]] = {}
+    for p in parts:
+        for q, agg in p["aggs"].items():
+            by_qt.setdefault(q, []).append(agg)
+    if not by_qt or upto <= start:
+        return None
+    first = min((float(a.get("t_min", start)) for aggs in by_qt.values() for a in aggs), default=start)
+    first = min(max(first, start), upto)
+    demand = []
+    for q in sorted(by_qt):
+        a = merge_aggs(by_qt[q])
+        sub = a.get("sub_n")
+        if sub:
+            width = window_s / len(sub)
+            done = [(j, c) for j, c in enumerate(sub) if start + (j + 1) * width <= upto]
+            span = sum(start + (j + 1) * width - max(start + j * width, first) for j, _ in done)
+            if not done or span <= 0:
+                return None
+            n = sum(c for _, c in done)
+            whole = [c for j, c in done if start + j * width >= first - 1e-9]
+            mean, peak = n / span, (max(whole) / width if whole else None)
+        else:
+            n = a["n"]
+            mean, peak = n / max(upto - first, 1e-3), None
+        demand.append(QueryDemand(
+            query_type=q, count=n, arrival_rate=mean, arrival_rate_peak=peak,
+            input_tokens_mean=a["in_sum"] / a["n"] if a["n"] else 0.0, input_tokens_p95=_p95(a["in_hist"]),
+            output_tokens_mean=a["out_sum"] / a["n"] if a["n"] else 0.0, output_tokens_p95=_p95(a["out_hist"])))
+    return DemandWindow(fleet_id=fleet_id, window_start=min(first, upto - 1e-3), window_end=upto,
+                        records=sum(d.count for d in demand), demand=demand)
 
 
 def combine(fleet_id: str, window_start: float, window_end: float,

@@ -189,7 +189,11 @@ class FleetSimulator:
 
     `service_cv` > 0 draws service times from a gamma distribution with mean L (coefficient
     of variation `service_cv`); 0 keeps them deterministic. `max_wait_s` makes a request
-    abandon (outcome rejected) when it would wait longer; None lets queues grow.
+    abandon (outcome rejected) when it would wait longer; None lets queues grow. `shed_late`
+    is deadline-aware admission (an engine queue whose time limit is the request's SLO slack):
+    a request that could not start in time to meet its TTFT and latency SLOs is rejected at
+    once instead of queueing, so an overloaded pool serves what it can within SLO rather than
+    everything late.
 
     Gate-and-route (module docstring): `gate_route` False keeps every pool FCFS even when
     the plan carries parameters. `iteration_truth` maps a deployment id or configuration key
@@ -206,13 +210,16 @@ class FleetSimulator:
                  producer: str = "llmfleet-fleet-sim", gate_route: bool = True,
                  iteration_truth: Mapping[Any, IterationModel] | None = None,
                  iteration_cv: float = 0.03, iteration_samples: bool = True,
-                 reorder_hold_s: float = 10.0, make_before_break: bool = True) -> None:
+                 reorder_hold_s: float = 10.0, make_before_break: bool = True,
+                 shed_late: bool = False) -> None:
         cold = cold_start_s if isinstance(cold_start_s, ColdStart) else ColdStart.fixed(float(cold_start_s))
         if service_cv < 0 or batch_size < 1 or iteration_cv < 0:
             raise ValueError("service_cv and iteration_cv must be >= 0, batch_size >= 1")
         self.perf = perf
         self.cold_start = cold
         self.make_before_break = make_before_break
+        self.shed_late = shed_late
+        self.shed = 0
         self.service_cv = service_cv
         self.max_wait_s = max_wait_s
         self.batch_size = batch_size
@@ -476,8 +483,14 @@ class FleetSimulator:
         t = max(rec.ts, pool.clock)               # out-of-order arrivals join at the pool clock
         pool.clock = t
         share = 1.0 / max(perf.batch, 1)
+        gate = pool.gate
         start = pool.start_time(t, share)
         if start is None or (self.max_wait_s is not None and start - t > self.max_wait_s):
+            return self._emit(rec, qt, deployment, "rejected", None, None)
+        if self.shed_late and (perf.ttft_s + start - t > perf.max_ttft_s + _EPS
+                               or perf.latency_s + start - t > perf.max_latency_s + _EPS):
+            pool.gate = gate                      # shed: it takes no capacity, later ones may start
+            self.shed += 1
             return self._emit(rec, qt, deployment, "rejected", None, None)
         # continuous batching: a request starting while the replicas hold b requests each runs
         # at L(b) <= L(b*); at the planned operating point this is exactly the spec's L
@@ -601,7 +614,7 @@ class FleetSimulator:
 
     def metrics(self) -> dict[str, Any]:
         return {"outcomes": dict(self.outcomes), "by_deployment": dict(sorted(self.by_deployment.items())),
-                "unroutable": self.unroutable, "pending": self.pending, "in_flight": self.in_flight,
+                "unroutable": self.unroutable, "shed": self.shed, "pending": self.pending, "in_flight": self.in_flight,
                 "slo": self.slo.overall(),
                 "gate_route": {k: v.summary() for k, v in sorted(self._pools.items())
                                if isinstance(v, GateRoutePool)}}

@@ -45,7 +45,8 @@ from solvers.explain import route_reasons
 from solvers.result import SolveResult
 from solvers.validate import Report
 
-from . import drift
+from . import composition, drift, forecast
+from .cold_start import ColdStart
 from .settings import Settings
 
 log = structlog.get_logger()
@@ -61,7 +62,8 @@ def bucket_tokens(n: float) -> float:
 def new_planner_state() -> dict[str, Any]:
     return {"epoch": 0, "plan": None, "plan_cost": None, "plan_demand": None, "plan_at": None,
             "method": None, "detectors": {}, "wm": {}, "pending": {}, "late_extra": 0,
-            "closed_upto": None, "closed_from": {}, "windows_closed": 0, "recent_rates": []}
+            "closed_upto": None, "closed_from": {}, "windows_closed": 0, "recent_rates": [],
+            "composition_at": None, "held": []}
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class Planner:
         self.s = settings
         self.improve_threshold = improve_threshold
         self._compile = CompileCache(max_query_types=cache_size)
+        self.cold_start = ColdStart.from_spec(catalog.to_instance().to_spec(),
+                                              engine_s=settings.cold_start_engine_s,
+                                              load_gbps=settings.cold_start_load_gbps)
 
     @property
     def compile_cache(self) -> CompileCache:
@@ -120,6 +125,22 @@ class Planner:
         window recompiles only the query types whose buckets moved (rates are not compiled)."""
         return self._compile(spec)
 
+    @property
+    def hold_windows(self) -> int:
+        """Windows whose peak rates a plan is sized for: scale up at once, scale down only once
+        demand stayed lower for scale_down_delay_s (hysteresis), or demand_hold_windows."""
+        return max(self.s.demand_hold_windows, math.ceil(self.s.scale_down_delay_s / self.s.window_s - 1e-9))
+
+    def held_rates(self, state: dict[str, Any], now: float) -> list[dict[str, float]]:
+        """Rates of the startup and burst plans of the last scale_down_delay_s (hysteresis: a
+        window's plan does not scale down below them until they are that old)."""
+        held = [h for h in state.get("held", []) if h[0] >= now - self.s.scale_down_delay_s]
+        state["held"] = held
+        return [h[1] for h in held]
+
+    def _hold(self, state: dict[str, Any], at: float, rates: dict[str, float]) -> None:
+        state.setdefault("held", []).append([at, {q: float(r) for q, r in rates.items()}])
+
     # ---- instance of one window -------------------------------------------------------------
     def planning_rates(self, window: DemandWindow) -> dict[str, float]:
         """The rate each query type is sized for: its busiest burst interval's rate when the
@@ -129,13 +150,15 @@ class Planner:
         return {d.query_type: max(d.arrival_rate, d.arrival_rate_peak or 0.0) if use_peak else d.arrival_rate
                 for d in window.demand}
 
-    def instance_for(self, window: DemandWindow, recent: list[dict[str, float]] | None = None) -> Instance:
+    def instance_for(self, window: DemandWindow, recent: list[dict[str, float]] | None = None,
+                     extra: list[dict[str, float]] | None = None) -> Instance:
         """The instance planned for a window, at its planning rates; with `recent` (earlier
         windows' planning rates, newest last) each query type is planned at its highest over the
         last `demand_hold_windows` windows."""
         demand: dict[str, dict[str, float]] = {}
         known = {q.id for q in self.catalog.query_types}
-        held = recent[-(self.s.demand_hold_windows - 1):] if recent and self.s.demand_hold_windows > 1 else []
+        hold = self.hold_windows
+        held = (recent[-(hold - 1):] if recent and hold > 1 else []) + list(extra or [])
         rates = self.planning_rates(window)
         for d in window.demand:
             if d.query_type not in known:
@@ -164,10 +187,10 @@ class Planner:
         t_start = time.perf_counter()
         recent = state.setdefault("recent_rates", [])
         with out.stage("instance"):
-            inst = instance or self.instance_for(window, recent)
+            inst = instance or self.instance_for(window, recent, self.held_rates(state, window.window_end))
             if not startup:
                 recent.append(self.planning_rates(window))
-                del recent[:-max(1, self.s.demand_hold_windows)]
+                del recent[:-max(1, self.hold_windows)]
             spec = inst.to_spec()
         with out.stage("compile"):
             before = self._compile.compiled
@@ -203,6 +226,18 @@ class Planner:
             if fresh.has_solution and fresh_report.feasible:
                 gh, gh_report, gh_ok = fresh, fresh_report, True
         out.solve_seconds["gh"] = gh.seconds
+        if in_force is not None and warm is not None and self.s.replan == "two_timescales":
+            chosen = self._two_timescales(out, state, window, ci, warm[0], gh if gh_ok else None,
+                                          in_force_cost if in_force_ok else None)
+            if chosen is not None:
+                result, report, trigger, agh_trigger = chosen
+                self._publish_plan(out, state, window, closed_at, inst, ci, result, report, trigger, startup)
+                if agh_trigger is not None:
+                    out.follow_up = FollowUp(epoch=state["epoch"], trigger=agh_trigger, window=window,
+                                             closed_at=closed_at, instance=inst, ci=ci, prev_replicas=warm[0],
+                                             gh=result, gh_report=report)
+            out.stage_seconds["total"] = time.perf_counter() - t_start
+            return out
         trigger, agh_trigger = None, None   # agh_trigger: AGH follows the GH plan
         if in_force is None:
             trigger = "startup"
@@ -233,6 +268,51 @@ class Planner:
         out.stage_seconds["total"] = time.perf_counter() - t_start
         return out
 
+    def _two_timescales(self, out: Decision, state: dict[str, Any], window: DemandWindow,
+                        ci: CompiledInstance, prev: Any, gh: SolveResult | None, in_force_cost: float | None
+                        ) -> tuple[SolveResult, Report, str, str | None] | None:
+        """The plan to publish for a window while a plan is in force (controller/composition.py):
+        replica counts and routing follow the demand within the composition in force; a new
+        composition (GH's, then AGH's on drift) only once the composition has been held for
+        composition_dwell_s and its saving pays its priced switch within switch_payback_s, or when the
+        composition in force cannot serve the demand. A plan in force that is still valid
+        (`in_force_cost` not None) is kept unless the new plan saves improve_threshold of it.
+        None: keep the plan in force."""
+        with out.stage("within"):
+            within = composition.within_composition(ci, prev)
+        out.solve_seconds["within"] = within.seconds if within is not None else 0.0
+        held_s = window.window_end - (state.get("composition_at") or state["plan_at"] or window.window_end)
+        free = gh
+        if within is not None and held_s >= self.s.composition_dwell_s:
+            with out.stage("gh"):  # GH's repair keeps the replicas in force; a fresh GH may not
+                fresh = solve(ci, "gh")
+            if fresh.has_solution and check_result(ci, fresh).feasible and (
+                    free is None or self._horizon(ci, prev, fresh) < self._horizon(ci, prev, free)):
+                free = fresh
+        if within is not None and free is not None:
+            may_move = held_s >= self.s.composition_dwell_s and \
+                self._horizon(ci, prev, free) < self._horizon(ci, prev, within)
+            if not may_move or composition.composition(free.replicas) == composition.composition(within.replicas):
+                free = None
+        if within is not None and free is None:
+            if in_force_cost is not None and within.objective >= in_force_cost * (1 - self.improve_threshold):
+                out.kept_reason = "plan in force still valid in its composition"
+                return None
+            with out.stage("check"):
+                report = check_result(ci, within)
+            # a drift may still find a cheaper composition: AGH follows once the dwell allows it
+            agh_next = "drift" if out.drift and held_s >= self.s.composition_dwell_s else None
+            return within, report, "window", agh_next
+        if free is None:           # neither the composition in force nor GH serves the demand
+            assert gh is None
+            fallback = solve(ci, "gh")
+            with out.stage("check"):
+                report = check_result(ci, fallback)
+            return fallback, report, "window", "window"
+        with out.stage("check"):
+            report = check_result(ci, free)
+        return free, report, "window", "drift" if out.drift else None
+
     def follow_up(self, state: dict[str, Any], fu: FollowUp) -> Decision:
         """AGH for a window whose GH plan is already out (drift, or no valid GH plan), warm-started
         from that GH plan, with the switch cost counted against the replicas in force before it.
@@ -248,10 +328,18 @@ class Planner:
         agh = self._agh(out, ci, fu.epoch - 1, (fu.gh.replicas, fu.gh.x), fu.prev_replicas)
         with out.stage("check"):
             report = check_result(ci, agh)
-        switch = lambda rep: self.s.switch_cost_per_gpu * float(  # noqa: E731
+        per_gpu = self.switch_per_gpu(ci)
+        switch = lambda rep: per_gpu * float(  # noqa: E731
             np.abs(np.asarray(rep) - fu.prev_replicas) @ ci.cand_ngpu)
-        if not self._better(ci, report if agh.has_solution else None, fu.gh_report,
-                            switch(agh.replicas) - switch(fu.gh.replicas)):
+        if self.s.replan == "two_timescales" and agh.has_solution and report.feasible and fu.gh_report.feasible:
+            extra = (self._horizon(ci, fu.prev_replicas, agh) - self._horizon(ci, fu.prev_replicas, fu.gh)
+                     - (agh.objective - fu.gh.objective) * self.s.switch_payback_s / 3600.0)
+            better = self._horizon(ci, fu.prev_replicas, agh) < self._horizon(ci, fu.prev_replicas, fu.gh)
+        else:
+            extra = switch(agh.replicas) - switch(fu.gh.replicas)
+            better = None
+        if not (better if better is not None else self._better(ci, report if agh.has_solution else None,
+                                                                fu.gh_report, extra)):
             out.kept_reason = "the GH plan is better than AGH's"
         else:
             self._publish_plan(out, state, fu.window, fu.closed_at, fu.instance, ci, agh, report,
@@ -259,13 +347,25 @@ class Planner:
         out.stage_seconds["total"] = time.perf_counter() - t_start
         return out
 
+    def _horizon(self, ci: CompiledInstance, prev: Any, result: SolveResult) -> float:
+        """$ over switch_payback_s of moving from replicas `prev` to `result` and running it."""
+        return composition.horizon_cost(ci, composition.cold_seconds(ci, self.cold_start), prev, result.replicas,
+                                        result.objective, self.s.switch_risk_per_gpu, self.s.switch_payback_s)
+
+    def switch_per_gpu(self, ci: CompiledInstance) -> float:
+        """AGH's switch cost per GPU: the setting, or priced from the catalog's cold starts."""
+        if self.s.switch_cost_per_gpu is not None:
+            return self.s.switch_cost_per_gpu
+        return composition.per_gpu_switch_cost(ci, composition.cold_seconds(ci, self.cold_start),
+                                               self.s.switch_risk_per_gpu)
+
     def _agh(self, out: Decision, ci: CompiledInstance, seed: int, warm: tuple[Any, Any] | None,
              prev_replicas: Any = None) -> SolveResult:
         """AGH from a warm start, with the switch cost against `prev_replicas` damping churn."""
         with out.stage("agh"):
             agh = solve(ci, "agh", deadline_s=self.s.agh_deadline_s, seed=seed, warm_start=warm,
                         prev_replicas=prev_replicas,
-                        switch_cost_per_gpu=self.s.switch_cost_per_gpu if prev_replicas is not None else 0.0)
+                        switch_cost_per_gpu=self.switch_per_gpu(ci) if prev_replicas is not None else 0.0)
         out.solve_seconds["agh"] = agh.seconds
         return agh
 
@@ -305,7 +405,7 @@ class Planner:
                 cost_per_hour=report.cost_per_hour, gpu_cost_per_hour=report.gpu_cost_per_hour,
                 switch_cost=float(result.stats.get("switch_cost", 0.0)), degraded=degraded,
                 explanation=explanation, demand={q: float(r) for q, r in zip(ci.qt_ids, ci.lam)},
-                window_end=None if startup else window.window_end, created_at=time.time(),
+                window_end=None if startup and not window.demand else window.window_end, created_at=time.time(),
                 solve_seconds=result.seconds, gate_route=gate_route, window_closed_at=closed_at)
             self.adopt(state, event, None if startup else window.window_end)
             out.events.append(event)
@@ -315,16 +415,101 @@ class Planner:
                     method=self.s.audit_method, time_limit_s=self.s.audit_time_limit_s,
                     created_at=time.time()))
 
-    def on_startup(self, state: dict[str, Any], fleet_id: str, now: float) -> Decision:
-        """A first plan from the catalog's default demand, so routers have one before the first
-        window closes (the first real window then re-plans on drift if demand differs)."""
+    def on_startup(self, state: dict[str, Any], fleet_id: str, now: float,
+                   observed: DemandWindow | None = None) -> Decision:
+        """The first plan. With `observed` (the first warm_start_s of traffic, a partial window),
+        it is sized on what the fleet really receives; without, on the catalog's default rates,
+        so routers have a plan before any traffic (startup_plan "catalog")."""
         if state["plan"] is not None or state["epoch"] > 0:
             return Decision()
+        if observed is not None and observed.demand:
+            inst = self.instance_for(observed)
+            window = observed.model_copy(update={"fleet_id": fleet_id})
+            self._hold(state, observed.window_end, self.planning_rates(observed))
+            return self.on_window(state, window, None, instance=inst, startup=True)
         defaults = DemandWindow(fleet_id=fleet_id, window_start=max(0.0, now - 1.0), window_end=now,
                                 records=0, demand=[])
         demand = {q.id: {"arrival_rate": q.arrival_rate} for q in self.catalog.query_types}
         inst = self.catalog.to_instance(demand, name=f"{fleet_id}@startup", budget_per_hour=self.s.budget_per_hour)
         return self.on_window(state, defaults, None, instance=inst, startup=True)
+
+    def on_burst(self, state: dict[str, Any], partial: DemandWindow, closed_at: float | None = None,
+                 bins: dict[str, list[tuple[float, float]]] | None = None) -> Decision:
+        """The fast path, on a window still open (`partial`: its traffic so far, its rates over
+        the burst intervals already complete). Without a plan in force it makes the first plan
+        (startup_plan "observed"). With one, when a query type's rate outran the rate the plan
+        was sized for by more than burst_tolerance, it re-plans at once, GH-fast: the plan in
+        force grown within its composition (or GH's repair when the composition cannot serve
+        it), published as an epoch with trigger "burst"; it only adds capacity."""
+        if state["plan"] is None:
+            if self.s.startup_plan == "observed" and \
+                    partial.window_end - partial.window_start >= self.s.warm_start_s - 1e-9:
+                return self.on_startup(state, partial.fleet_id, partial.window_end, observed=partial)
+            return Decision()
+        out = Decision()
+        if not self.s.fast_path:
+            return out
+        planned = state["plan_demand"] or {}
+        # only complete burst intervals: a mean over a few seconds is noise
+        rates = {d.query_type: d.arrival_rate_peak for d in partial.demand if d.arrival_rate_peak is not None}
+        if bins and self.s.forecast:  # a climbing rate is planned where it will be once replicas are up
+            lead = self.s.burst_s + max((self.cold_start.seconds((d["model"], d["gpu"], d["precision"], d["tp"], d["pp"]))
+                                         for d in state["plan"]["deployments"]), default=self.s.cold_start_engine_s)
+            history = state.setdefault("bins", {})
+            for q, pts in bins.items():
+                seen = {float(t): float(r) for t, r in history.get(q, [])}
+                seen.update({float(t): float(r) for t, r in pts})
+                history[q] = sorted(seen.items())[-6:]
+                ahead = forecast.trend_forecast(history[q], lead)
+                if ahead is not None and q in rates:
+                    rates[q] = max(rates[q], ahead)
+        partial = partial.model_copy(update={"demand": [
+            d.model_copy(update={"arrival_rate_peak": rates[d.query_type]})
+            for d in partial.demand if d.query_type in rates]})
+        rising = sorted(q for q, r in rates.items()
+                        if r > planned.get(q, 0.0) * (1 + self.s.burst_tolerance) + 1e-9)
+        if not rising:
+            return out
+        t_start = time.perf_counter()
+        with out.stage("instance"):
+            inst = self.instance_for(partial, state.get("recent_rates"), self.held_rates(state, partial.window_end))
+            spec = inst.to_spec()
+        with out.stage("compile"):
+            ci = self.compiled(spec)
+        with out.stage("check_plan"):
+            fits = check_plan(ci, state["plan"], spec).feasible
+        if fits:
+            out.kept_reason = "plan in force carries the burst"
+            return out
+        prev = from_plan(ci, state["plan"])
+        with out.stage("within"):
+            within = composition.within_composition(ci, np.maximum(prev[0], 0))
+        if within is not None:  # grow only: replicas never fall below the plan in force
+            within = self._grown(ci, within, prev[0])
+        with out.stage("gh"):  # GH's repair keeps every replica in force and adds where cheapest
+            result = solve(ci, "gh", prev=prev)
+        if within is not None and (not (result.has_solution and check_result(ci, result).feasible)
+                                   or within.objective <= result.objective):
+            result = within
+        with out.stage("check"):
+            report = check_result(ci, result)
+        out.solve_seconds[result.method] = result.seconds
+        out.drift = rising
+        self._hold(state, partial.window_end, rates)
+        self._publish_plan(out, state, partial, closed_at, inst, ci, result, report, "burst", startup=False)
+        out.stage_seconds["total"] = time.perf_counter() - t_start
+        return out
+
+    @staticmethod
+    def _grown(ci: CompiledInstance, result: SolveResult, floor: Any) -> SolveResult:
+        """`result` with at least the replicas of `floor` (a burst plan never scales down)."""
+        rep = np.maximum(result.replicas, np.asarray(floor))
+        if np.array_equal(rep, result.replicas):
+            return result
+        from solvers.result import objective
+        return SolveResult(status=result.status, method=result.method, replicas=rep, x=result.x,
+                           objective=objective(ci, rep, result.x), seconds=result.seconds,
+                           explanation=result.explanation, stats=result.stats)
 
     def on_audit(self, state: dict[str, Any], report: AuditReport, instance: Instance | None = None) -> Decision:
         """Adopt an audited plan when it is cheaper by more than the threshold."""
@@ -348,6 +533,9 @@ class Planner:
     @staticmethod
     def adopt(state: dict[str, Any], event: AllocationEvent, at: float | None) -> None:
         """Make `event`'s plan the plan in force of `state` (`at`: its window end)."""
+        old = {d["id"] for d in state["plan"]["deployments"]} if state["plan"] else None
+        if old != {d.id for d in event.plan.deployments}:
+            state["composition_at"] = at   # the composition changed: its dwell starts now
         state["epoch"] = event.epoch
         state["plan"] = event.plan.to_spec()
         state["plan_cost"] = event.cost_per_hour

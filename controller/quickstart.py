@@ -41,7 +41,6 @@ class RunConfig:
     pace: float = 12.0           # wall time runs this much faster than event time
     minutes: float = 15.0        # event-time minutes of trace replayed
     window_s: float = 60.0
-    hold_windows: int = 5        # plan for the peak of the last 5 windows (bursty code traffic)
     report_dir: Path = Path("llmfleet-report")
     live: bool | None = None     # None: live view when stdout is a TTY
 
@@ -126,27 +125,34 @@ def _view(obs: Observed, replayed: int, loop_metrics: dict[str, Any]) -> Group:
 async def wait_ready(s: Settings, obs: Observed, wm: float, worker: subprocess.Popen[bytes],
                      worker_log: Path, timeout: float = 90.0) -> None:
     """Tick every telemetry partition (a watermark far before the trace) until the worker has
-    joined, ingested the ticks and published its startup plan."""
-    from aiokafka import AIOKafkaProducer
+    joined and its ingest answers on the windows topic (with startup_plan "catalog", until it
+    has published its startup plan; with "observed", the first plan follows the first traffic)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     p = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
+    c = AIOKafkaConsumer(s.topics.windows, bootstrap_servers=s.bootstrap_servers, auto_offset_reset="earliest")
     await p.start()
+    await c.start()
     try:
         deadline = time.monotonic() + timeout
-        while not obs.events:
+        answered = False
+        while not (obs.events if s.startup_plan == "catalog" else answered):
             if worker.poll() is not None:
                 raise RuntimeError(f"the controller worker exited with code {worker.returncode}; log: {worker_log}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the controller did not start within {timeout:g}s; log: {worker_log}")
             for part in range(s.telemetry_partitions):
                 await p.send(s.topics.telemetry, json.dumps({"kind": "tick", "wm": wm}).encode(), partition=part)
-            await asyncio.sleep(1.0)
+            got = await c.getmany(timeout_ms=1000)
+            answered = answered or any(got.values())
     finally:
+        await c.stop()
         await p.stop()
 
 
 async def run(cfg: RunConfig, console: Console) -> int:
     from .broker import EmbeddedBroker
+    from .cold_start import ColdStart
     from .fleet_sim import FleetSimulator, PerfTable
     from .loop_service import ClosedLoop, LoopService
     from .replay import publish
@@ -164,21 +170,21 @@ async def run(cfg: RunConfig, console: Console) -> int:
     try:
         s = Settings(bootstrap_servers=broker.bootstrap_servers, window_s=cfg.window_s, grace_s=5.0,
                      min_dwell_s=2 * cfg.window_s, web_port=0, audit_time_limit_s=10.0,
-                     demand_hold_windows=cfg.hold_windows,
                      idle_s=max(0.5, cfg.window_s / cfg.pace / 2))
         await ensure_topics(s, broker.bootstrap_servers)
         with worker_log.open("wb") as fh:
             worker = subprocess.Popen([sys.executable, "-m", "controller.worker"], env=worker_env(s),
                                       stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         spec = catalog.to_instance().to_spec()
-        # clients give up after 10 s in the queue: without a timeout an early backlog never drains
-        sim = FleetSimulator(PerfTable.from_instance(spec), cold_start_s=30.0, seed=0, window_s=cfg.window_s,
-                             max_wait_s=10.0)
+        # replicas start as the catalog's models load (controller/cold_start.py); engines shed a
+        # request that could no longer meet its SLO instead of queueing it (deadline admission)
+        sim = FleetSimulator(PerfTable.from_instance(spec), cold_start_s=ColdStart.from_spec(spec), seed=0,
+                             window_s=cfg.window_s, max_wait_s=10.0, shed_late=True)
         router = Router(fleet_id=s.fleet_id, seed=0)
         loop = LoopService(s.bootstrap_servers, ClosedLoop(router, sim, fleet_id=s.fleet_id),
                            s.topics.requests, s.topics.telemetry,
                            router_service=RouterService(s.bootstrap_servers, router, topic=s.topics.allocations),
-                           plan_timeout_s=0.5)
+                           plan_timeout_s=0.5, status_topic=s.topics.fleet_status)
         await loop.start()
         watcher = asyncio.create_task(_watch(s, obs, stop))
         start = time.time() - cfg.minutes * 60  # event time ends about now

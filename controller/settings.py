@@ -61,7 +61,39 @@ class Settings(BaseSettings):
     demand_hold_windows: int = Field(
         default=1, ge=1, le=1440, description="plan for each query type's peak rate over this many "
                                               "windows: scale up at once, down slowly (1 = last window)")
-    switch_cost_per_gpu: float = Field(default=0.5, ge=0, description="$ per GPU started/stopped")
+    switch_cost_per_gpu: float | None = Field(
+        default=None, ge=0, description="$ per GPU started/stopped for AGH's switch cost; None: priced "
+                                        "from the catalog (cold start GPU-seconds at the GPU's price + risk)")
+    switch_risk_per_gpu: float = Field(default=0.5, ge=0, description="$ per GPU started for the SLO risk "
+                                                                      "of a composition change")
+    cold_start_engine_s: float = Field(default=64.0, ge=0, description="planner's estimate of a replica's "
+                                                                       "engine start-up, s (controller/cold_start.py)")
+    cold_start_load_gbps: float = Field(default=0.9, gt=0, description="planner's estimate of weight loading, "
+                                                                       "GB/s per GPU")
+    replan: Literal["two_timescales", "every_window"] = Field(
+        default="two_timescales", description="two_timescales: replica counts follow each window within the "
+                                              "deployments in force, the composition changes only when it pays "
+                                              "(controller/composition.py); every_window: GH re-plans freely each "
+                                              "window, AGH on drift (the behaviour before)")
+    composition_dwell_s: float = Field(
+        default=120.0, ge=0, description="event time a composition (which deployments exist) is held at least "
+                                         "before a cheaper one may replace it")
+    switch_payback_s: float = Field(
+        default=600.0, gt=0, description="a new composition must save its priced switch cost within this time")
+    scale_down_delay_s: float = Field(
+        default=300.0, ge=0, description="replicas are removed only after demand stayed lower this long "
+                                         "(scale up at once)")
+    fast_path: bool = Field(default=True, description="re-plan a query type inside an open window when its "
+                                                      "rate outruns the plan in force (trigger burst)")
+    forecast: bool = Field(default=True, description="fast path: plan a climbing rate where its linear "
+                                                     "trend will be once new replicas are up")
+    burst_tolerance: float = Field(default=0.1, ge=0, description="fast path: re-plan when a burst interval's "
+                                                                  "rate exceeds the planned rate by this share")
+    startup_plan: Literal["observed", "catalog"] = Field(
+        default="observed", description="first plan from the first warm_start_s of observed traffic, or at "
+                                        "once from the catalog's default rates")
+    warm_start_s: float = Field(default=10.0, gt=0, description="event seconds of traffic the first plan is "
+                                                               "sized on (startup_plan observed)")
     min_dwell_s: float = Field(default=120.0, ge=0, description="event time between drift re-plans")
     drift_method: Literal["page_hinkley", "cusum"] = "page_hinkley"
     drift_threshold: float = Field(default=0.25, gt=0, description="relative demand change")

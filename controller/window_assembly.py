@@ -24,6 +24,46 @@ from . import demand_window as dw
 CLOSED_MEMORY = 256
 
 
+def absorb_progress(state: dict[str, Any], msg: dict[str, Any]) -> None:
+    """Keep a partition's newest progress on its open window (cumulative: the newest wins)."""
+    k = int(msg["window"])
+    if state["closed_upto"] is not None and k <= state["closed_upto"]:
+        return
+    prog = state.setdefault("progress", {})
+    cur = prog.setdefault(str(k), {}).get(str(msg["partition"]))
+    if cur is None or float(cur["wm"]) <= float(msg["wm"]):
+        prog[str(k)][str(msg["partition"])] = msg
+    for w in [w for w in prog if int(w) < k - 1]:
+        del prog[w]
+
+
+def open_window(state: dict[str, Any], *, fleet_id: str, partitions: int, window_s: float,
+                step_s: float) -> tuple[Any, dict[str, list[tuple[float, float]]]] | None:
+    """The newest open window's traffic so far, for the fast path: (partial DemandWindow, per
+    query type the rates of its complete burst intervals), once every partition's watermark
+    passed a new multiple of `step_s` (None otherwise: nothing new to look at)."""
+    prog = state.get("progress") or {}
+    if not prog or len(state["wm"]) < partitions:
+        return None
+    upto = min(state["wm"].values())
+    mark = int(upto // step_s)
+    if state.get("progress_mark") is not None and mark <= state["progress_mark"]:
+        return None
+    state["progress_mark"] = mark
+    k = max(int(w) for w in prog)
+    parts = list(prog[str(k)].values())
+    window = dw.partial_window(fleet_id, k, window_s, min(upto, (k + 1) * window_s), parts)
+    if window is None:
+        return None
+    merged: dict[str, list[int]] = {}
+    for p in parts:
+        for q, agg in p["aggs"].items():
+            if agg.get("sub_n"):
+                merged[q] = [a + b for a, b in zip(merged.get(q, [0] * len(agg["sub_n"])), agg["sub_n"])]
+    from .forecast import bin_rates
+    return window, {q: bin_rates(k, window_s, upto, sub) for q, sub in merged.items()}
+
+
 def partial_records(msg: dict[str, Any]) -> int:
     return sum(int(a.get("n", 0)) for a in msg.get("aggs", {}).values())
 
@@ -48,6 +88,16 @@ def absorb(state: dict[str, Any], msg: dict[str, Any]) -> str:
         return "late"
     state["pending"].setdefault(str(k), {})[p] = msg
     return "pending"
+
+
+def absorb_any(state: dict[str, Any], msg: dict[str, Any]) -> str:
+    """`absorb`, plus progress messages (the fast path's view of an open window)."""
+    if msg.get("kind") == "progress":
+        p = str(msg["partition"])
+        state["wm"][p] = max(state["wm"].get(p, msg["wm"]), msg["wm"])
+        absorb_progress(state, msg)
+        return "progress"
+    return absorb(state, msg)
 
 
 def closable(state: dict[str, Any], *, fleet_id: str, partitions: int, window_s: float,

@@ -27,7 +27,10 @@ def catalog():
 
 
 def _planner(catalog, **kw) -> Planner:
-    base = {"min_dwell_s": 0, "agh_deadline_s": 0.2, "audit_time_limit_s": 10} | kw
+    """A planner that re-plans freely every window (the two-timescale policy and hysteresis
+    have their own tests in test_two_timescales.py)."""
+    base = {"min_dwell_s": 0, "agh_deadline_s": 0.2, "audit_time_limit_s": 10, "replan": "every_window",
+            "scale_down_delay_s": 0, "fast_path": False} | kw
     return Planner(catalog, Settings(**base))
 
 

@@ -21,6 +21,12 @@ from schemas import RequestRecord, TelemetryBatch
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: the planning of these tests' expectations: a catalog startup plan, GH re-plans every window,
+#: AGH on drift (tests/e2e/test_fast_path.py runs the defaults: two timescales, fast path)
+LEGACY_PLANNING = {"LLMFLEET_REPLAN": "every_window", "LLMFLEET_FAST_PATH": "false",
+                   "LLMFLEET_STARTUP_PLAN": "catalog", "LLMFLEET_SCALE_DOWN_DELAY_S": "0"}
+
+
 class Cluster:
     """Topic names unique to one test, and the worker processes started for it."""
 
@@ -33,14 +39,16 @@ class Cluster:
                     "LLMFLEET_WINDOW_S": "10", "LLMFLEET_GRACE_S": "1", "LLMFLEET_MIN_DWELL_S": "0",
                     "LLMFLEET_WEB_PORT": "0", "LLMFLEET_AGH_DEADLINE_S": "0.2",
                     "LLMFLEET_AUDIT_TIME_LIMIT_S": "5", "LLMFLEET_IDLE_S": "0.5",
-                    "PYTHONPATH": str(REPO)}
+                    "PYTHONPATH": str(REPO), **LEGACY_PLANNING}
         self.env.update({f"LLMFLEET_TOPICS__{f.upper()}": getattr(self.topics, f) for f in Topics.model_fields})
         self.env.update(overrides)
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
     def settings(self) -> Settings:
-        return Settings(bootstrap_servers=self.bootstrap, topics=self.topics)
+        return Settings(bootstrap_servers=self.bootstrap, topics=self.topics, window_s=float(self.env["LLMFLEET_WINDOW_S"]),
+                        **{k.removeprefix("LLMFLEET_").lower(): v for k, v in self.env.items()
+                           if k in LEGACY_PLANNING})
 
     def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
         """A worker process logging to worker<k>.log; `env` adds to or overrides the cluster's."""

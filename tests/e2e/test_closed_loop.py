@@ -3,6 +3,7 @@ telemetry -> controller worker -> allocations -> router."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def test_quickstart_short_writes_the_report(tmp_path: Path) -> None:
     assert len(pngs) >= 4 and all((report / "plots" / p).stat().st_size > 5000 for p in pngs)
     html = index.read_text()
     assert all(f"plots/{p}" in html for p in pngs) and "CC BY 4.0" in html
-    events = (report / "data" / "events.csv").read_text().splitlines()
-    assert len(events) >= 2, "at least one allocation event was published"
-    rows = [json.loads(line.split(",", 12)[-1].strip('"').replace('""', '"')) for line in events[1:2]]
-    assert rows[0]["deployments"]
+    with (report / "data" / "events.csv").open(newline="") as fh:
+        events = list(csv.DictReader(fh))
+    assert events, "at least one allocation event was published"
+    assert json.loads(events[0]["plan_json"])["deployments"]
+    assert events[0]["trigger"] == "startup"
