@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     drift_ph_lambda: float = Field(default=0.5, gt=0)
     observe_only: bool = Field(default=False, description="publish to the shadow topic only")
     gate_route: Literal["auto", "on", "off"] = "auto"
+    # performance model (issue 16): spec section 2 by default
+    performance_model: Literal["spec", "allreduce_table"] = Field(
+        default="spec", description="spec: shared/spec/model.md exactly; allreduce_table: the all-reduce "
+                                    "term from each GPU's allreduce_by_tp (measured per TP degree)")
     # audit
     audit_enabled: bool = True
     audit_method: Literal["milp", "cpsat"] = "milp"

@@ -136,6 +136,10 @@ class CompiledInstance:
         bb = np.atleast_1d(np.asarray(b, dtype=np.float64))[None, :]
         return _latency(bb, np.array([0]), coef)[0]
 
+    def tpot_curve(self, r: int, b: FloatArray | float) -> FloatArray:
+        """t_tok(b) of route r (time per output token with b requests in flight)."""
+        return tpot_from_coef(self.latency_coef[r], b)
+
     def describe_cand(self, d: int) -> str:
         return (f"{self.model_ids[self.cand_model[d]]}@{self.gpu_ids[self.cand_gpu[d]]}/"
                 f"{self.prec_ids[self.cand_prec[d]]} tp{self.cand_tp[d]} pp{self.cand_pp[d]}")
@@ -379,10 +383,7 @@ def _routes(fleet: _Fleet, qts: Sequence[Mapping[str, Any]]) -> _Routes:
     ar_alpha = np.where(tp == 1, 0.0, fleet.aralpha_c[dd])
     t_pre = 2 * P * h / (tp * F) + 2 * Ln * (ar_alpha + ar_scale * (2 * h * D) / ar_link) \
         + (pp - 1) * (alpha + 2 * h * D / link) + o
-    cap = fleet.mem_t[t] * 1e9 * c["memory_utilization"] * tp * pp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bm = np.where(cap > W, np.floor((cap - W) / ((h + f) * kv)), 0.0)
-    b_max = np.minimum(float(int(c["max_batch"])), bm).astype(np.int64)
+    b_max = memory_batch_limit(fleet.mem_t[t], c, tp, pp, W, h + f, kv)
     ttft_ok = t_pre <= maxttft_i[ii]
     error_r = np.minimum(1.0, err[ii, j] * fleet.emul_q[q])
 
@@ -482,6 +483,23 @@ def _assemble(inst: Mapping[str, Any], fleet: _Fleet, blocks: Sequence[_Routes])
     )
     _assert_finite(ci)
     return ci
+
+
+def memory_batch_limit(memory_gb: Any, c: Mapping[str, float], tp: Any, pp: Any, W: Any, tokens: Any,
+                       kv: Any) -> IntArray:
+    """b_max of spec section 2 (memory): the most requests of `tokens` = h + f tokens whose KV
+    cache fits beside the weights W, capped at max_batch; 0 when none fits."""
+    cap = np.asarray(memory_gb, dtype=np.float64) * 1e9 * c["memory_utilization"] * tp * pp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bm = np.where(cap > W, np.floor((cap - W) / (tokens * kv)), 0.0)
+    return np.minimum(float(int(c["max_batch"])), bm).astype(np.int64)
+
+
+def tpot_from_coef(coef: FloatArray, b: FloatArray | float) -> FloatArray:
+    """t_tok(b) = max(k0 + k1 b, k2 b) + k3 + k4 b from one route's 7 coefficients."""
+    k0, k1, k2, k3, k4 = (float(x) for x in coef[:5])
+    bb = np.atleast_1d(np.asarray(b, dtype=np.float64))
+    return np.maximum(k0 + k1 * bb, k2 * bb) + k3 + k4 * bb
 
 
 def _latency(b: FloatArray, idx: IntArray, coef: tuple[FloatArray, ...]) -> FloatArray:
