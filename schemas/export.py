@@ -10,6 +10,7 @@ from .catalog import Catalog
 from .demand import DemandWindow
 from .events import AllocationEvent, AuditReport, AuditRequest, DeadLetter
 from .instance import Instance
+from .measurement import Measurement
 from .plan import Plan
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch
 
@@ -25,6 +26,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "audit_request": AuditRequest,
     "audit_report": AuditReport,
     "dead_letter": DeadLetter,
+    "measurement": Measurement,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 

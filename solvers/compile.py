@@ -496,8 +496,10 @@ def memory_batch_limit(memory_gb: Any, c: Mapping[str, float], tp: Any, pp: Any,
 
 
 def tpot_from_coef(coef: FloatArray, b: FloatArray | float) -> FloatArray:
-    """t_tok(b) = max(k0 + k1 b, k2 b) + k3 + k4 b from one route's 7 coefficients."""
-    k0, k1, k2, k3, k4 = (float(x) for x in coef[:5])
+    """t_tok(b) = max(k0 + k1 b, k2 b) + k3 + k4 b from one route's 7 coefficients (or routes'
+    [n, 7] rows, each at its own b)."""
+    k = np.asarray(coef, dtype=np.float64)
+    k0, k1, k2, k3, k4 = (k[..., j] for j in range(5))
     bb = np.atleast_1d(np.asarray(b, dtype=np.float64))
     return np.maximum(k0 + k1 * bb, k2 * bb) + k3 + k4 * bb
 

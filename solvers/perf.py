@@ -63,27 +63,47 @@ class RouteTimes:
         bb = np.atleast_1d(np.asarray(b, dtype=np.float64))[None, :]
         return _latency(bb, np.array([0]), tuple(self.coef[[k]] for k in range(7)))[0]
 
+    @property
+    def constants_vector(self) -> FloatArray:
+        return np.array([self.constants[k] for k in PER_GPU_KEYS])
+
     def scaled(self, compute_efficiency: float, bandwidth_efficiency: float, step_overhead_s: float) -> RouteTimes:
         """The same route with other per-GPU constants (exact under spec section 2)."""
-        c0 = self.constants
-        rc = c0["compute_efficiency"] / compute_efficiency
-        rb = c0["bandwidth_efficiency"] / bandwidth_efficiency
-        do = step_overhead_s - c0["step_overhead_s"]
-        k = self.coef.copy()
-        k[0] *= rb
-        k[1] *= rb
-        k[2] *= rc
-        k[3] += do
-        k[5] += self.ttft_compute_s * (rc - 1.0) + do
-        return RouteTimes(coef=k, b_max=self.b_max, ttft_compute_s=self.ttft_compute_s * rc,
-                          constants={"compute_efficiency": compute_efficiency,
-                                     "bandwidth_efficiency": bandwidth_efficiency,
-                                     "step_overhead_s": step_overhead_s})
+        new = np.array([compute_efficiency, bandwidth_efficiency, step_overhead_s])
+        k, comp = rescale(self.coef[None, :], np.array([self.ttft_compute_s]), self.constants_vector[None, :],
+                          new[None, :])
+        return RouteTimes(coef=k[0], b_max=self.b_max, ttft_compute_s=float(comp[0]),
+                          constants=dict(zip(PER_GPU_KEYS, (float(x) for x in new))))
 
     def points(self, batches: Sequence[int]) -> list[PerfPoint]:
         tpot, lat = self.tpot(batches), self.latency(batches)
         return [PerfPoint(batch=int(b), ttft_s=self.ttft_s, tpot_s=float(t), latency_s=float(L),
                           fits_memory=bool(b <= self.b_max)) for b, t, L in zip(batches, tpot, lat)]
+
+
+def rescale(coef: FloatArray, ttft_compute: FloatArray, c0: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Routes' coefficients [n, 7] at constants c0 [n, 3] re-evaluated at constants c [n, 3]
+    (columns: compute_efficiency, bandwidth_efficiency, step_overhead_s). Memory terms k0, k1
+    scale with 1/bandwidth_efficiency, compute terms k2 and T_pre's compute part with
+    1/compute_efficiency, and the overhead enters k3 and T_pre once."""
+    rc = c0[:, 0] / c[:, 0]
+    rb = c0[:, 1] / c[:, 1]
+    do = c[:, 2] - c0[:, 2]
+    k = coef.copy()
+    k[:, 0] *= rb
+    k[:, 1] *= rb
+    k[:, 2] *= rc
+    k[:, 3] += do
+    k[:, 5] += ttft_compute * (rc - 1.0) + do
+    return k, ttft_compute * rc
+
+
+def times_at(coef: FloatArray, batch: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(T_pre, t_tok(b), L(b)) of routes [n] each at its own batch size b [n]."""
+    b = np.asarray(batch, dtype=np.float64)
+    tpot = tpot_from_coef(coef, b)
+    lat = _latency(b[:, None], np.arange(len(b)), tuple(coef[:, k] for k in range(7)))[:, 0]
+    return coef[:, 5], tpot, lat
 
 
 def _pick(items: Sequence[Mapping[str, Any]], key: str, what: str) -> dict[str, Any]:
