@@ -41,6 +41,10 @@ class AllocationEvent(Frozen):
         default=None, description="wall time the demand window closed (latency measurement)")
     gate_route: dict[Id, dict[str, Any]] | None = Field(
         default=None, description="per deployment: gate-and-route admission/routing parameters")
+    performance_constants: dict[str, dict[str, float]] | None = Field(
+        default=None, description="per 'GPU/precision' tier of the plan: compute_efficiency, "
+                                  "bandwidth_efficiency, step_overhead_s it was planned with, and the "
+                                  "self-calibration correction (time factor, 1 = none)")
 
 
 class AuditRequest(Frozen):

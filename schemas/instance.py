@@ -49,8 +49,9 @@ class GpuConstants(Frozen):
 
     model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
-    compute_efficiency: float | None = Field(default=None, gt=0, le=1)
-    bandwidth_efficiency: float | None = Field(default=None, gt=0, le=1)
+    # above 1 only through self-calibration (a GPU faster than its data sheet under this model)
+    compute_efficiency: float | None = Field(default=None, gt=0, le=4)
+    bandwidth_efficiency: float | None = Field(default=None, gt=0, le=4)
     step_overhead_s: NonNegFloat | None = None
 
     @model_serializer(mode="wrap")

@@ -98,6 +98,6 @@ def test_constants_for_an_unknown_precision_are_rejected(calibrated: dict) -> No
     with pytest.raises(ValueError, match="constants_by_precision for unknown precisions"):
         Instance.model_validate(bad)
     bad = copy.deepcopy(calibrated)
-    bad["gpus"][0]["constants"]["compute_efficiency"] = 1.5
+    bad["gpus"][0]["constants"]["compute_efficiency"] = 5.0
     with pytest.raises(ValueError, match="compute_efficiency"):
         Instance.model_validate(bad)
