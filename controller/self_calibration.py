@@ -2,12 +2,12 @@
 
 The catalog's constants come from a reference (docs/fidelity.md); the fleet's own hardware,
 drivers and engine versions can be faster or slower. Request telemetry already carries each
-request's deployment and latency, so per deployment and window we know the mean latency L_obs
-and, by Little's law, the requests in flight per replica b = (requests / window) x L_obs /
-replicas. The route model predicts L(b) for that configuration (solvers.perf, with the
-corrections in force); the residual r = L_obs / L(b) of every deployment on a tier (GPU,
-precision) is averaged in log space (weighted by requests) and folded into the tier's time
-factor f:
+request's deployment, query type and latency, so per deployment and window we know each query
+type's mean latency L_obs,i and, by Little's law, the requests in flight per replica
+b = sum_i (requests_i / window) x L_obs,i / replicas. The route model predicts L_i(b) for that
+configuration and query type's mean tokens (solvers.perf, with the corrections in force); the
+residuals r = L_obs,i / L_i(b) of every deployment and query type on a tier (GPU, precision)
+are averaged in log space (weighted by requests) and folded into the tier's time factor f:
 
     log f <- clip(log f + gain * clip(log r, +-log max_step), +-log max_factor)
 
@@ -66,6 +66,22 @@ def step(tier: TierFactor, residual: float, requests: int, gain: float, max_step
                       last_residual=residual)
 
 
+def with_gpu_fallback(spec: Mapping[str, Any], factors: Mapping[tuple[str, str], TierFactor]
+                      ) -> dict[tuple[str, str], TierFactor]:
+    """Factors for every tier of the GPUs that have one: a precision not yet observed on a GPU
+    whose other precisions were takes their geometric mean (same silicon, same clocks), so a
+    tier the planner has not used yet is not planned at the catalog's speed."""
+    out = dict(factors)
+    for g in spec["gpus"]:
+        seen = [f.factor for (gid, _), f in factors.items() if gid == g["id"]]
+        if not seen:
+            continue
+        mean = math.exp(sum(math.log(x) for x in seen) / len(seen))
+        for q in g["tflops"]:
+            out.setdefault((g["id"], q), TierFactor(factor=mean))
+    return out
+
+
 def corrected_spec(spec: Mapping[str, Any], factors: Mapping[tuple[str, str], TierFactor]) -> dict[str, Any]:
     """The instance dict with each corrected tier's constants scaled by its factor."""
     out = copy.deepcopy(dict(spec))
@@ -89,13 +105,14 @@ def constants_in_force(spec: Mapping[str, Any], plan: Mapping[str, Any],
     computed with (catalog calibration and self-calibration included) and the factor."""
     gpus = {g["id"]: g for g in spec["gpus"]}
     base = _const(spec)
+    factors = with_gpu_fallback(spec, factors or {})
     out: dict[str, dict[str, float]] = {}
     for d in plan.get("deployments", []):
         g = gpus.get(d["gpu"])
         if g is None:
             continue
         c = gpu_constants(base, g, d["precision"])
-        f = (factors or {}).get((d["gpu"], d["precision"]))
+        f = factors.get((d["gpu"], d["precision"]))
         out[f"{d['gpu']}/{d['precision']}"] = {**{k: float(c[k]) for k in PER_GPU_KEYS},
                                                "correction": f.factor if f is not None else 1.0}
     return out
@@ -113,8 +130,8 @@ class SelfCalibration:
         self.spec = copy.deepcopy(dict(spec))
         self.gain, self.max_factor, self.max_step, self.min_requests = gain, max_factor, max_step, min_requests
         self.factors: dict[tuple[str, str], TierFactor] = {}
-        # deployment id -> [n, sum latency, n ttft, sum ttft, sum input, sum output]
-        self._acc: dict[str, list[float]] = {}
+        # (deployment id, query type) -> [n, sum latency, n ttft, sum ttft, sum input, sum output]
+        self._acc: dict[tuple[str, str | None], list[float]] = {}
         self._lock = threading.Lock()
 
     def add_batch(self, batch: TelemetryBatch) -> int:
@@ -122,12 +139,13 @@ class SelfCalibration:
         if batch.deployment is None or batch.latency_s is None:
             return 0
         ttft = batch.ttft_s or [None] * len(batch)
+        qts = batch.query_type or [None] * len(batch)
         kept = 0
         with self._lock:
             for k, (dep, lat) in enumerate(zip(batch.deployment, batch.latency_s)):
                 if dep is None or lat is None:
                     continue
-                a = self._acc.setdefault(dep, [0.0] * 6)
+                a = self._acc.setdefault((dep, qts[k]), [0.0] * 6)
                 a[0] += 1
                 a[1] += lat
                 if ttft[k] is not None:
@@ -146,25 +164,32 @@ class SelfCalibration:
             factors = dict(self.factors)
         if plan is None or window_s <= 0:
             return {}
+        factors = with_gpu_fallback(self.spec, factors)
         corrected = corrected_spec(self.spec, factors)
         per_tier: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for d in plan.get("deployments", []):
-            a = acc.get(d["id"])
-            if a is None or a[0] < self.min_requests:
+            groups = [a for (dep, _), a in acc.items() if dep == d["id"]]
+            if sum(a[0] for a in groups) < self.min_requests:
                 continue
-            n, lat = a[0], a[1] / a[0]
-            b = n / window_s * lat / d["replicas"]
-            try:
-                rt = route_times(corrected, d["model"], d["gpu"], d["precision"], d["tp"], d["pp"],
-                                 a[4] / n, a[5] / n)
-            except PerfInputError:
-                continue
+            # requests in flight per replica, all query types together (Little's law: sum of
+            # rate x latency); each query type's latency is predicted at that concurrency
+            b = max(1.0, sum(a[1] for a in groups) / window_s / d["replicas"])
             obs = per_tier.setdefault((d["gpu"], d["precision"]), [])
-            obs.append((n, math.log(lat / float(rt.latency([max(b, 1.0)])[0]))))
-            if a[2] >= self.min_requests and b < IDLE_CONCURRENCY:
-                obs.append((a[2], math.log((a[3] / a[2]) / rt.ttft_s)))
+            for a in groups:
+                n = a[0]
+                try:
+                    rt = route_times(corrected, d["model"], d["gpu"], d["precision"], d["tp"], d["pp"],
+                                     a[4] / n, a[5] / n)
+                except PerfInputError:
+                    continue
+                obs.append((n, math.log((a[1] / n) / float(rt.latency([b])[0]))))
+                if a[2] > 0 and b < IDLE_CONCURRENCY:
+                    obs.append((a[2], math.log((a[3] / a[2]) / rt.ttft_s)))
         changed = {}
+        factors = {t: f for t, f in factors.items() if t in self.factors or t in per_tier}  # observed tiers only
         for tier, obs in per_tier.items():
+            if not obs:
+                continue
             w = np.array([o[0] for o in obs])
             r = math.exp(float(np.average([o[1] for o in obs], weights=w)))
             new = step(factors.get(tier, TierFactor()), r, int(w.sum()), self.gain, self.max_step, self.max_factor)
@@ -182,7 +207,8 @@ class SelfCalibration:
             factors = dict(self.factors)
         if all(f.factor == 1.0 for f in factors.values()):
             return inst
-        return Instance.model_validate(corrected_spec(inst.to_spec(), factors))
+        spec = inst.to_spec()
+        return Instance.model_validate(corrected_spec(spec, with_gpu_fallback(spec, factors)))
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         with self._lock:

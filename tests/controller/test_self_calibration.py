@@ -103,3 +103,19 @@ def test_planner_plans_with_the_correction_and_records_it() -> None:
         assert c["correction"] == (1.5 if key == "H100-SXM/fp16" else 1.0)
     assert constants_in_force(SPEC, {"deployments": [DEP]})["H100-SXM/fp16"]["correction"] == 1.0
     assert not math.isnan(ev.cost_per_hour)
+
+
+def test_an_unobserved_precision_inherits_its_gpus_factor() -> None:
+    sc = SelfCalibration(SPEC)
+    sc.factors[("H100-SXM", "fp16")] = TierFactor(factor=1.44)
+    sc.factors[("H100-SXM", "fp8")] = TierFactor(factor=1.0 / 1.44 * 1.44 ** 2)  # also 1.44
+    inst = sc.apply(CAT.to_instance())
+    spec = inst.to_spec()
+    assert route_times(spec, M, "H100-SXM", "int4", 1, 1, 2048, 28).ttft_s == pytest.approx(
+        1.44 * route_times(SPEC, M, "H100-SXM", "int4", 1, 1, 2048, 28).ttft_s)
+    # other GPUs are not touched
+    assert route_times(spec, M, "A100-80G-SXM", "fp16", 1, 1, 2048, 28).ttft_s == route_times(
+        SPEC, M, "A100-80G-SXM", "fp16", 1, 1, 2048, 28).ttft_s
+    dep = dict(DEP, precision="int4")
+    assert constants_in_force(spec, {"deployments": [dep]}, sc.factors)["H100-SXM/int4"]["correction"] == \
+        pytest.approx(1.44)
