@@ -18,8 +18,9 @@ x1.5 on the other (times x0.67). Three runs in this process, same demand and see
   * on:     LLMFLEET_SELF_CALIBRATION (controller/self_calibration.py, gain 0.5, bounds x2) learns
             a per-(GPU, precision) factor from the simulated telemetry;
   * oracle: the planner is given the true factors from the start.
-Prints per window the factors, the prediction error (max over the tiers the plan uses of
-|predicted / true time - 1|), SLO attainment and $/h; a JSON last line. Updates the
+Prints per window the factors, the prediction error (max over the routes served of
+|predicted / true latency - 1|), SLO attainment (unserved demand counts as missed) and $/h;
+a JSON last line. Updates the
 self-calibration section of docs/benchmarks.md unless --no-doc.
 """
 from __future__ import annotations
@@ -228,8 +229,10 @@ def main() -> int:
             "## Self-calibration (scripts/bench_self_calibration.py)", "",
             f"True GPU speeds vs the catalog: {', '.join(f'{g} x{v}' for g, v in SPEED.items())}; code + conversation "
             f"at x{args.scale:g} the Azure rates (5 % noise per window), {args.windows} windows of {WINDOW_S:.0f} s, "
-            f"seed {args.seed}. Prediction error = max over the plan's tiers of |predicted / true time - 1|; "
-            "the plan of window w is served (and observed) in window w + 1.", "", table, "", summary, "",
+            f"seed {args.seed}. Prediction error = max over the routes served of |predicted / true latency - 1| at the "
+            "concurrency each ran at (the planner's model with its corrections vs the simulated hardware); the plan "
+            "of window w is served (and observed) in window w + 1. A tier entering the plan for the first time starts "
+            "from its GPU's factor if another precision of that GPU was observed, else from 1 (the 50 % spikes).", "", table, "", summary, "",
             f"{secs:.1f} s on {machine()} (shared machine)."]))
     print(json.dumps({"windows": args.windows, "scale": args.scale, "seed": args.seed, "speed": SPEED,
                       "converged_from_window": conv, "attainment_tail": att, "cost_tail": cost,
