@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
+from schemas import Measurement
 from solvers.calibration import CalibrationError, apply_constants, evaluate, fit_constants
 from solvers.perf import route_times
 from tests.conftest import EXAMPLES
@@ -15,19 +14,10 @@ from tests.conftest import EXAMPLES
 BASE = json.loads((EXAMPLES / "instance.json").read_text())
 
 
-@dataclass(frozen=True)
-class Row:
-    model: str
-    gpu: str
-    precision: str
-    tp: int
-    pp: int
-    batch: int
-    input_tokens: float
-    output_tokens: float
-    ttft_s: float | None = None
-    tpot_s: float | None = None
-    latency_s: float | None = None
+def Row(model: str, gpu: str, precision: str, tp: int, pp: int, batch: int, input_tokens: float,  # noqa: N802
+        output_tokens: float, **timings: float | None) -> Measurement:
+    return Measurement(model=model, gpu=gpu, precision=precision, tp=tp, pp=pp, batch=batch,
+                       input_tokens=input_tokens, output_tokens=output_tokens, **timings)
 
 
 TRUE = {"H100-SXM": {"constants": {"compute_efficiency": 0.61, "bandwidth_efficiency": 0.8, "step_overhead_s": 0.0011},
