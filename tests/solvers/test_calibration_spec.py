@@ -101,3 +101,31 @@ def test_constants_for_an_unknown_precision_are_rejected(calibrated: dict) -> No
     bad["gpus"][0]["constants"]["compute_efficiency"] = 5.0
     with pytest.raises(ValueError, match="compute_efficiency"):
         Instance.model_validate(bad)
+
+
+def test_allreduce_table_model_reads_the_per_tp_figures(calibrated: dict) -> None:
+    """The richer model is the spec's formula with each TP degree's own all-reduce figures; the
+    spec model (the default) ignores allreduce_by_tp, and a missing degree falls back to it."""
+    from solvers.perf import route_times
+
+    inst = copy.deepcopy(calibrated)
+    l4 = next(g for g in inst["gpus"] if g["id"] == "L4")
+    l4["allreduce_by_tp"] = {"2": {"busbw_gbps": 20.0, "latency_us": 5.0}, "4": {"busbw_gbps": 4.0, "latency_us": 14.0}}
+    spec_rt = route_times(inst, "llama-3.1-8b", "L4", "fp16", 4, 1, 2048, 28)
+    assert spec_rt.ttft_s == route_times(calibrated, "llama-3.1-8b", "L4", "fp16", 4, 1, 2048, 28).ttft_s
+    rich = dict(inst, performance_model="allreduce_table")
+    rt = route_times(rich, "llama-3.1-8b", "L4", "fp16", 4, 1, 2048, 28)
+    # the same route under the spec model with L4's link figures replaced by the TP4 row
+    as_spec = copy.deepcopy(inst)
+    g = next(g for g in as_spec["gpus"] if g["id"] == "L4")
+    g["link_gbps"], g["link_latency_us"] = 4.0, 14.0
+    ref = route_times(as_spec, "llama-3.1-8b", "L4", "fp16", 4, 1, 2048, 28)
+    assert rt.ttft_s == pytest.approx(ref.ttft_s, rel=1e-12) and rt.ttft_s > 2 * spec_rt.ttft_s
+    assert float(rt.latency(16)[0]) == pytest.approx(float(ref.latency(16)[0]), rel=1e-12)
+    # TP8 has no row: the spec figures
+    assert route_times(rich, "llama-3.1-8b", "L4", "fp16", 8, 1, 2048, 28).ttft_s == \
+        route_times(inst, "llama-3.1-8b", "L4", "fp16", 8, 1, 2048, 28).ttft_s
+    # the outside checker knows only the spec model: it agrees with the default path
+    assert Instance.model_validate(rich).to_spec()["performance_model"] == "allreduce_table"
+    with pytest.raises(ValueError, match="performance_model"):
+        compile_instance(dict(inst, performance_model="magic"))
