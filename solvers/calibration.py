@@ -124,7 +124,6 @@ class _Design:
     batch: FloatArray       # [n]
     qidx: FloatArray        # [n] 0 ttft, 1 tpot, 2 latency
     observed: FloatArray    # [n]
-    gpu_of: np.ndarray      # [n] index into gpus
     tier_of: np.ndarray     # [n] index into tiers
     gpus: tuple[str, ...]
     tiers: tuple[tuple[str, str], ...]
@@ -167,7 +166,6 @@ def cells_from_measurements(inst: Mapping[str, Any], rows: Sequence[MeasurementR
     tiers = tuple(sorted({(c.gpu, c.precision) for c in cells}))
     design = _Design(cells=tuple(cells), coef=np.array(coef), comp=np.array(comp), c0=np.array(c0),
                      batch=np.array(batch), qidx=np.array(qidx), observed=np.array(obs),
-                     gpu_of=np.array([gpus.index(c.gpu) for c in cells]),
                      tier_of=np.array([tiers.index((c.gpu, c.precision)) for c in cells]),
                      gpus=gpus, tiers=tiers)
     return design, ignored

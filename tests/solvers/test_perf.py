@@ -14,9 +14,8 @@ from tests.conftest import EXAMPLES, load_checker
 CAL = json.loads((EXAMPLES / "instance_calibrated.json").read_text())
 
 
-def _checker_times(inst: dict, model: str, gpu: str, prec: str, tp: int, pp: int, h: float, f: float, b: int):
-    """T_pre, t_tok(b), L(b) from the outside checker: its route_performance at a latency bound
-    that admits exactly the batch sizes up to b (b/L(b) increases with b on these routes)."""
+def _checker_times(inst: dict, model: str, gpu: str, prec: str, h: float, f: float):
+    """The outside checker and the arguments of its route_performance for one configuration."""
     chk = load_checker()
     find = lambda seq, i: next(x for x in seq if x["id"] == i)  # noqa: E731
     qt = {"id": "q", "input_tokens": h, "output_tokens": f, "max_latency_s": 1e9, "max_ttft_s": None}
@@ -27,7 +26,7 @@ def _checker_times(inst: dict, model: str, gpu: str, prec: str, tp: int, pp: int
 @pytest.mark.parametrize("gpu,prec,tp,pp", [("H100-SXM", "fp8", 2, 1), ("H100-SXM", "fp16", 1, 2), ("L4", "fp16", 4, 1)])
 def test_route_times_agree_with_outside_checker(gpu: str, prec: str, tp: int, pp: int) -> None:
     rt = route_times(CAL, "llama-3.1-8b", gpu, prec, tp, pp, 1155, 211)
-    chk, qt, m, g, p = _checker_times(CAL, "llama-3.1-8b", gpu, prec, tp, pp, 1155, 211, 1)
+    chk, qt, m, g, p = _checker_times(CAL, "llama-3.1-8b", gpu, prec, 1155, 211)
     mu, L, ttft, _ = chk.route_performance(CAL, qt, m, g, p, tp, pp)
     assert math.isclose(rt.ttft_s, ttft, rel_tol=1e-12)
     b = round(mu * L)  # the checker's operating point b* = mu L
