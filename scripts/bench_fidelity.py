@@ -84,14 +84,23 @@ def main() -> int:
     ap.add_argument("table", nargs="?", default=str(ROOT / "docs/figures/fidelity_reference.csv"))
     ap.add_argument("--holdout-model", action="append", default=None,
                     help="model ids the fit never sees (default: llama-3.1-70b-instruct)")
+    ap.add_argument("--holdout", action="append", default=None, metavar="FIELD=VALUE",
+                    help="hold out rows whose FIELD equals VALUE instead (e.g. input_tokens=1155, gpu=B200)")
     ap.add_argument("--catalog", default=None)
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
-    holdout = set(args.holdout_model or ["llama-3.1-70b-instruct"])
+    rules = [tuple(h.split("=", 1)) for h in args.holdout or []]
+    if any(len(r) != 2 for r in rules):
+        raise SystemExit("--holdout takes FIELD=VALUE")
+    if not rules:
+        rules = [("model", m) for m in args.holdout_model or ["llama-3.1-70b-instruct"]]
+    holdout = {f"{k}={v}" for k, v in rules}
+    is_held = lambda r: any(str(getattr(r, k)).rstrip("0").rstrip(".") == v.rstrip("0").rstrip(".")  # noqa: E731
+                            for k, v in rules)
     t0 = time.perf_counter()
     rows = read_measurements(args.table)
-    train = [r for r in rows if r.model not in holdout]
-    test_rows = [r for r in rows if r.model in holdout]
+    train = [r for r in rows if not is_held(r)]
+    test_rows = [r for r in rows if is_held(r)]
     if not train or not test_rows:
         raise SystemExit("the holdout must leave rows on both sides")
     cat = load_catalog(args.catalog)
@@ -107,7 +116,7 @@ def main() -> int:
     variants["bundled catalog (in-sample)"] = bundled
     variants["bundled + allreduce_table (in-sample)"] = dict(bundled, performance_model="allreduce_table")
     results: dict[str, Any] = {}
-    held = lambda c: rows[c.row].model in holdout  # noqa: E731
+    held = lambda c: is_held(rows[c.row])  # noqa: E731
     pcie = lambda c: rows[c.row].gpu == "L40S" and rows[c.row].tp > 1  # noqa: E731
     per_cell: dict[str, Any] = {}
     for name, inst in variants.items():
@@ -141,7 +150,7 @@ def main() -> int:
     if not args.no_doc:
         body = "\n".join([
             f"Reference: `{Path(args.table).name}` ({len(rows)} rows, {len(per_cell['calibrated'][0])} measured "
-            f"numbers). Fit on every model but {', '.join(sorted(holdout))} ({len(train)} rows); "
+            f"numbers). Fit on every row but {', '.join(sorted(holdout))} ({len(train)} rows); "
             f"held-out rows: {len(test_rows)}. Ratio = llmfleet / reference; cells: median / worst (furthest "
             "from 1) / share within ±10 % / share within ±25 %. `pcie_tp_held_out`: L40S with TP > 1 of the held-out model.",
             "", md_table(head, summary_rows), "",
@@ -157,7 +166,7 @@ def main() -> int:
         update_section("fidelity_summary", "\n".join([
             "## Fidelity of the performance model (scripts/bench_fidelity.py)", "",
             f"Ratio llmfleet / reference ({Path(args.table).name}: aisimulate's vLLM predictions) on the held-out "
-            f"model(s) {', '.join(sorted(holdout))}, fit on the others; median / worst / ±10 % / ±25 %. "
+            f"rows ({', '.join(sorted(holdout))}), fit on the others; median / worst / ±10 % / ±25 %. "
             "Full tables and the per-configuration ratios: docs/fidelity.md.", "",
             md_table(head, short), "", f"{secs:.1f} s on {machine()} (shared machine)."]))
     print(json.dumps({"table": Path(args.table).name, "rows": len(rows), "holdout": sorted(holdout),
