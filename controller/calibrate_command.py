@@ -1,7 +1,8 @@
 """`llmfleet calibrate`: fit per-GPU constants to measurements and write a calibrated catalog.
 
 Inputs: measurement tables (CSV/JSON, controller/measurements.py) and/or the fleet's own
-telemetry (JSON lines of telemetry messages plus the plan that was in force). The fit
+telemetry: a file of telemetry messages (JSON lines) plus the plan that was in force, or the
+telemetry topic itself (`--from-topic`, plan: the fleet's newest allocation event). The fit
 (solvers/calibration.py) is reported per configuration before and after, with the rms log
 error and the worst cell; a fit no better than the constants in force is refused (exit 1)
 and nothing is written.
@@ -20,7 +21,8 @@ from rich.table import Table
 from schemas import load_catalog
 from schemas.catalog import DEFAULT_CATALOG_DIR
 
-from .measurements import MeasurementFileError, measurements_from_telemetry, read_measurements
+from .measurements import (MeasurementFileError, measurements_from_lines, measurements_from_telemetry, newest_plan,
+                           read_measurements, read_topic)
 from .settings import Settings
 
 
@@ -75,6 +77,9 @@ def write_catalog(src: Path, dst: Path, gpus: list[dict[str, Any]]) -> None:
               help="JSON lines of telemetry messages (RequestRecord / TelemetryBatch) with deployment and latency")
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="the plan (or allocation event) in force while --telemetry was recorded")
+@click.option("--from-topic", is_flag=True,
+              help="read the telemetry topic of LLMFLEET_BOOTSTRAP_SERVERS (all of it, up to now); the plan is "
+                   "--plan or the fleet's newest allocation event")
 @click.option("--slice", "slice_s", type=float, default=60.0, show_default=True,
               help="telemetry is averaged per deployment over slices of this many seconds")
 @click.option("--catalog", "catalog_path", type=click.Path(exists=True, path_type=Path), default=None,
@@ -85,23 +90,36 @@ def write_catalog(src: Path, dst: Path, gpus: list[dict[str, Any]]) -> None:
               help="provenance written into each fitted GPU's sources (default: calibrate:<input files>)")
 @click.option("--json", "as_json", is_flag=True, help="print the fit report as JSON")
 @click.option("--rows", type=int, default=60, show_default=True, help="configuration rows shown in the table")
-def calibrate(tables: tuple[Path, ...], telemetry: Path | None, plan_path: Path | None, slice_s: float,
+def calibrate(tables: tuple[Path, ...], telemetry: Path | None, plan_path: Path | None, from_topic: bool,
+              slice_s: float,
               catalog_path: Path | None, output: Path | None, source_key: str | None, as_json: bool,
               rows: int) -> None:
     """Fit per-GPU compute/bandwidth efficiency and step overhead to TABLES (CSV/JSON) and telemetry."""
     from solvers.calibration import CalibrationError, apply_constants, fit_constants
 
-    if not tables and telemetry is None:
-        raise click.UsageError("give at least one measurement table or --telemetry")
-    if (telemetry is None) != (plan_path is None):
-        raise click.UsageError("--telemetry and --plan go together")
+    if not tables and telemetry is None and not from_topic:
+        raise click.UsageError("give at least one measurement table, --telemetry or --from-topic")
+    if telemetry is not None and plan_path is None:
+        raise click.UsageError("--telemetry needs --plan (the plan in force while it was recorded)")
+    if telemetry is not None and from_topic:
+        raise click.UsageError("--telemetry (a file) and --from-topic exclude each other")
     s = Settings()
+    if from_topic and not s.bootstrap_servers:
+        raise click.UsageError("--from-topic needs LLMFLEET_BOOTSTRAP_SERVERS")
     src = Path(catalog_path or s.catalog_path or DEFAULT_CATALOG_DIR)
     cat = load_catalog(src)
     try:
         measured = [m for t in tables for m in read_measurements(t)]
         if telemetry is not None and plan_path is not None:
             measured += measurements_from_telemetry(telemetry, json.loads(plan_path.read_text()), slice_s)
+        if from_topic:
+            import asyncio
+
+            assert s.bootstrap_servers is not None
+            lines = asyncio.run(read_topic(s.bootstrap_servers, s.topics.telemetry))
+            plan = json.loads(plan_path.read_text()) if plan_path is not None else newest_plan(
+                asyncio.run(read_topic(s.bootstrap_servers, s.topics.allocations)), s.fleet_id)
+            measured += measurements_from_lines(lines, plan, slice_s, f"topic {s.topics.telemetry}")
         inst = cat.to_instance(performance_model=s.performance_model).to_spec()
         result = fit_constants(inst, measured)
     except (MeasurementFileError, CalibrationError) as exc:
@@ -123,7 +141,8 @@ def calibrate(tables: tuple[Path, ...], telemetry: Path | None, plan_path: Path 
         raise click.ClickException("refused: the fit is not better than the constants in force "
                                    f"(rms log error {result.before.log_rms:.4f} -> {result.after.log_rms:.4f})")
     if output is not None:
-        names = ", ".join(p.name for p in tables) + (f", telemetry {telemetry.name}" if telemetry else "")
+        names = ", ".join([p.name for p in tables] + ([f"telemetry {telemetry.name}"] if telemetry else [])
+                          + ([f"topic {s.topics.telemetry}"] if from_topic else []))
         write_catalog(src, output, apply_constants(raw_gpus(src), result.gpus, source_key or f"calibrate:{names}"))
         if not as_json:
             click.echo(f"calibrated catalog written to {output}")

@@ -98,28 +98,39 @@ def measurements_from_telemetry(path: str | Path, plan: Mapping[str, Any], slice
     """Measurements per (deployment, time slice) from a file of telemetry messages (JSON lines)
     and the plan in force while they were recorded (a spec plan or an allocation event)."""
     p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as exc:
+        raise MeasurementFileError(f"{p}: {exc.strerror}") from exc
+    return measurements_from_lines(lines, plan, slice_s, str(p))
+
+
+def measurements_from_lines(lines: Iterable[str], plan: Mapping[str, Any], slice_s: float = 60.0,
+                            name: str = "telemetry") -> list[Measurement]:
+    """`measurements_from_telemetry` over telemetry messages already read (one JSON text each);
+    `name` is how errors and the rows' `source` refer to them."""
+    p = name
     doc = dict(plan.get("plan", plan))
     try:
         deployments = {d.id: d for d in Plan.model_validate(doc).deployments}
     except ValidationError as exc:
         raise MeasurementFileError(f"plan: not a valid plan: {exc.errors()[0]['msg']}") from exc
     acc: dict[tuple[str, int], list[list[float]]] = defaultdict(lambda: [[], [], [], [], []])
-    try:
-        lines = p.read_text().splitlines()
-    except OSError as exc:
-        raise MeasurementFileError(f"{p}: {exc.strerror}") from exc
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            msg = TelemetryMessage.model_validate({"message": json.loads(line)}).message
+            head = json.loads(line)
+            if isinstance(head, dict) and head.get("kind") == "tick":  # the controller's watermarks
+                continue
+            msg = TelemetryMessage.model_validate({"message": head}).message
         except json.JSONDecodeError as exc:
             raise MeasurementFileError(f"{p}: line {n}: not JSON ({exc.msg})") from exc
         except ValidationError as exc:
             err = exc.errors()[0]  # loc: ("message", <kind>, field...)
             field = ".".join(str(x) for x in err["loc"][2:]) or "kind"
             raise MeasurementFileError(f"{p}: line {n}, field {field}: {err['msg']}") from exc
-        records = [msg] if msg.kind == "request" else list(msg.records()) if msg.kind == "batch" else []
+        records = [msg] if msg.kind == "request" else list(msg.records()) if msg.kind == "batch" else []  # type: ignore[union-attr]
         for r in records:
             if r.deployment is None or r.latency_s is None or r.deployment not in deployments:
                 continue
@@ -138,10 +149,58 @@ def measurements_from_telemetry(path: str | Path, plan: Mapping[str, Any], slice
         ttfts = [t for t in ttft if t == t]
         row = {"model": d.model, "gpu": d.gpu, "precision": d.precision, "tp": d.tp, "pp": d.pp,
                "batch": max(1, round(concurrency)), "input_tokens": mean(h), "output_tokens": mean(f),
-               "latency_s": lat_mean, "source": f"telemetry {p.name} deployment {did}"}
+               "latency_s": lat_mean, "source": f"telemetry {Path(p).name} deployment {did}"}
         if ttfts and concurrency < IDLE_CONCURRENCY:
             row["ttft_s"] = mean(ttfts)
         out.append(Measurement.model_validate(row))
     if not out:
         raise MeasurementFileError(f"{p}: no request records with a deployment of the plan and a latency")
     return out
+
+
+async def read_topic(bootstrap_servers: str, topic: str, max_messages: int = 1_000_000) -> list[str]:
+    """Every message of `topic` (all partitions) up to the end offsets at the time of the call,
+    as text; ticks and other non-telemetry kinds are left for the parser to skip or reject."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from .topic_admin import topic_partitions
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest", client_id="llmfleet-calibrate")
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            raise MeasurementFileError(f"topic {topic!r} does not exist on {bootstrap_servers}")
+        parts = await topic_partitions(consumer, topic)
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        await consumer.seek_to_beginning(*parts)
+        out: list[str] = []
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in parts])
+
+        while len(out) < max_messages and await behind():
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for msgs in batch.values():
+                out += [m.value.decode() for m in msgs
+                        if m.value is not None and m.offset < ends[TopicPartition(m.topic, m.partition)]]
+        return out[:max_messages]
+    finally:
+        await consumer.stop()
+
+
+def newest_plan(messages: Iterable[str], fleet_id: str) -> dict[str, Any]:
+    """The plan of the highest-epoch allocation event of `fleet_id` among `messages`."""
+    from schemas import AllocationEvent
+
+    best = None
+    for text in messages:
+        try:
+            ev = AllocationEvent.model_validate_json(text)
+        except ValidationError:
+            continue
+        if ev.fleet_id == fleet_id and (best is None or ev.epoch > best.epoch):
+            best = ev
+    if best is None:
+        raise MeasurementFileError(f"no allocation event of fleet {fleet_id!r} on the allocations topic")
+    return best.plan.to_spec()

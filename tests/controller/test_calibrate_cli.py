@@ -134,3 +134,54 @@ def test_telemetry_becomes_measurements(tmp_path: Path) -> None:
     path.write_text(lines[0] + "\n{\"kind\": \"request\", \"ts\": -1, \"input_tokens\": 1, \"output_tokens\": 1}\n")
     with pytest.raises(MeasurementFileError, match="line 2, field ts"):
         measurements_from_telemetry(path, plan)
+
+
+@pytest.mark.broker
+def test_calibrate_reads_the_telemetry_topic_and_the_newest_plan(broker: str, tmp_path: Path) -> None:
+    """Telemetry and an allocation event on a real (embedded) broker; the plan comes from the event."""
+    import asyncio
+    import time
+
+    from aiokafka import AIOKafkaProducer
+
+    from schemas import AllocationEvent, Plan
+
+    topic, alloc = f"cal-telemetry-{time.time_ns()}", f"cal-alloc-{time.time_ns()}"
+    truth = _truth_instance()
+    rt = route_times(truth, M, "H100-SXM", "fp16", 1, 1, 2000, 30)
+    plan = {"deployments": [{"id": "d0", "model": M, "gpu": "H100-SXM", "precision": "fp16", "tp": 1, "pp": 1,
+                             "replicas": 4}],
+            "routes": [{"query_type": "code", "deployment": "d0", "fraction": 1.0}]}
+    lat = float(rt.latency([1.0])[0])
+    recs = [RequestRecord(ts=600.0 + k * 0.5, input_tokens=2000, output_tokens=30, ttft_s=rt.ttft_s, latency_s=lat,
+                          deployment="d0") for k in range(100)]
+    ev = AllocationEvent(fleet_id="calfleet", epoch=3, trigger="window", method="gh", status="feasible",
+                         plan=Plan.model_validate(plan), cost_per_hour=1.0, gpu_cost_per_hour=1.0, created_at=0.0,
+                         demand={"code": 1.0})
+    old = AllocationEvent(fleet_id="calfleet", epoch=2, trigger="window", method="gh", status="feasible",
+                          plan=Plan.model_validate({**plan, "deployments": [dict(plan["deployments"][0], id="x")],
+                                                    "routes": [dict(plan["routes"][0], deployment="x")]}),
+                          cost_per_hour=1.0, gpu_cost_per_hour=1.0, created_at=0.0, demand={"code": 1.0})
+
+    async def publish() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=broker)
+        await p.start()
+        try:
+            await p.send_and_wait(topic, TelemetryBatch.from_records(recs[:60]).model_dump_json().encode())
+            await p.send_and_wait(topic, b'{"kind": "tick", "wm": 700.0}')
+            for r in recs[60:]:
+                await p.send_and_wait(topic, r.model_dump_json().encode())
+            await p.send_and_wait(alloc, ev.model_dump_json().encode())
+            await p.send_and_wait(alloc, old.model_dump_json().encode())
+        finally:
+            await p.stop()
+
+    asyncio.run(publish())
+    env = {"LLMFLEET_BOOTSTRAP_SERVERS": broker, "LLMFLEET_TOPICS__TELEMETRY": topic,
+           "LLMFLEET_TOPICS__ALLOCATIONS": alloc, "LLMFLEET_FLEET_ID": "calfleet"}
+    res = CliRunner().invoke(main, ["calibrate", "--from-topic", "--json"], env=env)
+    assert "{" in res.output, (res.output, res.exception)
+    report = json.loads(res.output[:res.output.rindex("}") + 1])
+    # 100 requests of d0 (the epoch-3 plan's deployment) in one slice -> one latency and one TTFT cell
+    assert report["cells"] == 2
+    assert "H100-SXM" in report["gpus"]
