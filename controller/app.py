@@ -38,9 +38,9 @@ from .audit import AuditRunner
 from .broker import embedded_broker
 from .broker_watch import BrokerHealth, BrokerWatch
 from .iteration_telemetry import IterationTelemetry
-from .self_calibration import SelfCalibration
 from .metrics import Metrics
 from .planner import Planner, new_planner_state
+from .self_calibration import SelfCalibration
 from .settings import Settings
 
 log = structlog.get_logger()
