@@ -119,3 +119,28 @@ def test_an_unobserved_precision_inherits_its_gpus_factor() -> None:
     dep = dict(DEP, precision="int4")
     assert constants_in_force(spec, {"deployments": [dep]}, sc.factors)["H100-SXM/int4"]["correction"] == \
         pytest.approx(1.44)
+
+
+def test_the_controller_feeds_telemetry_to_the_planners_correction() -> None:
+    """With LLMFLEET_SELF_CALIBRATION on, the ingest decoder hands request telemetry to the
+    estimator the planner reads; off (the default), there is none."""
+    import asyncio
+    import json
+    import types
+
+    from controller.app import Controller
+
+    off = Controller(Settings(bootstrap_servers="localhost:1", web_port=0))
+    assert off.self_calibration is None and off.planner.self_calibration is None  # type: ignore[attr-defined]
+    ctrl = Controller(Settings(bootstrap_servers="localhost:1", web_port=0, self_calibration=True,
+                               self_calibration_min_requests=5))
+    assert ctrl.planner.self_calibration is ctrl.self_calibration  # type: ignore[attr-defined]
+    rt = route_times(SPEC, M, "H100-SXM", "fp16", 1, 1, 2048, 28)
+    msg = TelemetryBatch.from_records([RequestRecord(ts=10.0 + k, query_type="code", input_tokens=2048,
+                                                     output_tokens=28, latency_s=1.5 * float(rt.latency([1.0])[0]),
+                                                     deployment="d0") for k in range(30)])
+    asyncio.run(ctrl._decode(msg.model_dump_json().encode(), types.SimpleNamespace(
+        topic="llmfleet.telemetry", partition=0, offset=1)))
+    changed = ctrl.self_calibration.close_window(PLAN, 60.0)
+    assert changed["H100-SXM/fp16"]["residual"] == pytest.approx(1.5, rel=0.02)
+    assert json.dumps(changed)
