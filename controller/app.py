@@ -41,6 +41,7 @@ from .broker_watch import BrokerHealth, BrokerWatch
 from .iteration_telemetry import IterationTelemetry
 from .metrics import Metrics
 from .planner import Planner, new_planner_state
+from .self_calibration import SelfCalibration
 from .settings import Settings
 
 log = structlog.get_logger()
@@ -77,6 +78,11 @@ class Controller:
         # only the samples of its own telemetry partitions.
         self.iterations = IterationTelemetry()
         self.planner.iteration_telemetry = self.iterations  # type: ignore[attr-defined]
+        self.self_calibration = SelfCalibration(  # issue 16: per-tier speed correction from latencies
+            self.catalog.to_instance(performance_model=s.performance_model).to_spec(), gain=s.self_calibration_gain,
+            max_factor=s.self_calibration_max_factor, min_requests=s.self_calibration_min_requests) \
+            if s.self_calibration else None
+        self.planner.self_calibration = self.self_calibration  # type: ignore[attr-defined]
         self.metrics = Metrics()
         self.audits = AuditRunner(s.audit_time_limit_s)
         faust_tuning.install(s.fetch_wait_ms)
@@ -219,6 +225,8 @@ class Controller:
             reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
             await self._dead(raw, msg, f"invalid telemetry: {reason}")
             return None, None
+        if self.self_calibration is not None:
+            self.self_calibration.add_batch(batch)
         n = len(batch)
         inp = np.asarray(batch.input_tokens, dtype=np.float64)
         out = np.asarray(batch.output_tokens, dtype=np.float64)

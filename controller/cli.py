@@ -107,6 +107,8 @@ def schemas_export(directory: Path) -> None:
         click.echo(str(p))
 
 
+from .calibrate_command import calibrate  # noqa: E402
+from .perf_command import perf  # noqa: E402
 from .replay_command import replay  # noqa: E402
 from .router_command import router  # noqa: E402
 from .solve_commands import check, instance, solve  # noqa: E402
@@ -116,6 +118,8 @@ main.add_command(check)
 main.add_command(instance)
 main.add_command(replay)
 main.add_command(router)
+main.add_command(perf)
+main.add_command(calibrate)
 
 
 if __name__ == "__main__":

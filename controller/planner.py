@@ -47,6 +47,7 @@ from solvers.validate import Report
 
 from . import composition, drift, forecast
 from .cold_start import ColdStart
+from .self_calibration import constants_in_force
 from .settings import Settings
 
 log = structlog.get_logger()
@@ -176,8 +177,11 @@ class Planner:
         for q in known:  # no demand: nothing to serve, so nothing is required
             if demand.setdefault(q, {"arrival_rate": 0.0})["arrival_rate"] == 0.0:
                 demand[q]["max_unserved"] = 1.0
-        return self.catalog.to_instance(demand, name=f"{window.fleet_id}@{window.window_end:.0f}",
-                                        budget_per_hour=self.s.budget_per_hour)
+        inst = self.catalog.to_instance(demand, name=f"{window.fleet_id}@{window.window_end:.0f}",
+                                        budget_per_hour=self.s.budget_per_hour,
+                                        performance_model=self.s.performance_model)
+        corr = getattr(self, "self_calibration", None)  # issue 16: per-tier speed correction
+        return corr.apply(inst) if corr is not None else inst
 
     # ---- decisions ----------------------------------------------------------------------------
     def on_window(self, state: dict[str, Any], window: DemandWindow,
@@ -186,6 +190,9 @@ class Planner:
         out = Decision()
         t_start = time.perf_counter()
         recent = state.setdefault("recent_rates", [])
+        corr = getattr(self, "self_calibration", None)  # issue 16: learn from the window's latencies
+        if corr is not None and not startup:
+            corr.close_window(state["plan"], window.window_end - window.window_start)
         with out.stage("instance"):
             inst = instance or self.instance_for(window, recent, self.held_rates(state, window.window_end))
             if not startup:
@@ -406,7 +413,9 @@ class Planner:
                 switch_cost=float(result.stats.get("switch_cost", 0.0)), degraded=degraded,
                 explanation=explanation, demand={q: float(r) for q, r in zip(ci.qt_ids, ci.lam)},
                 window_end=None if startup and not window.demand else window.window_end, created_at=time.time(),
-                solve_seconds=result.seconds, gate_route=gate_route, window_closed_at=closed_at)
+                solve_seconds=result.seconds, gate_route=gate_route, window_closed_at=closed_at,
+                performance_constants=constants_in_force(inst.to_spec(), to_plan(ci, result), getattr(
+                    getattr(self, "self_calibration", None), "factors", None)))
             self.adopt(state, event, None if startup else window.window_end)
             out.events.append(event)
             if self.s.audit_enabled and event.method == "agh" and not degraded:
@@ -430,7 +439,8 @@ class Planner:
         defaults = DemandWindow(fleet_id=fleet_id, window_start=max(0.0, now - 1.0), window_end=now,
                                 records=0, demand=[])
         demand = {q.id: {"arrival_rate": q.arrival_rate} for q in self.catalog.query_types}
-        inst = self.catalog.to_instance(demand, name=f"{fleet_id}@startup", budget_per_hour=self.s.budget_per_hour)
+        inst = self.catalog.to_instance(demand, name=f"{fleet_id}@startup", budget_per_hour=self.s.budget_per_hour,
+                                        performance_model=self.s.performance_model)
         return self.on_window(state, defaults, None, instance=inst, startup=True)
 
     def on_burst(self, state: dict[str, Any], partial: DemandWindow, closed_at: float | None = None,

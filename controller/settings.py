@@ -101,6 +101,19 @@ class Settings(BaseSettings):
     drift_ph_lambda: float = Field(default=0.5, gt=0)
     observe_only: bool = Field(default=False, description="publish to the shadow topic only")
     gate_route: Literal["auto", "on", "off"] = "auto"
+    # performance model (issue 16): spec section 2 by default
+    performance_model: Literal["spec", "allreduce_table"] = Field(
+        default="spec", description="spec: shared/spec/model.md exactly; allreduce_table: the all-reduce "
+                                    "term from each GPU's allreduce_by_tp (measured per TP degree)")
+    self_calibration: bool = Field(
+        default=False, description="plan with a per-(GPU, precision) speed correction learned from the "
+                                   "telemetry's latencies (controller/self_calibration.py)")
+    self_calibration_gain: float = Field(default=0.5, gt=0, le=1, description="share of the observed "
+                                         "residual folded into the correction per window (smoothing)")
+    self_calibration_max_factor: float = Field(default=2.0, ge=1, le=10, description="corrections stay "
+                                               "within [1/max, max]")
+    self_calibration_min_requests: int = Field(default=20, ge=1, description="requests a deployment needs "
+                                               "in a window to count")
     # audit
     audit_enabled: bool = True
     audit_method: Literal["milp", "cpsat"] = "milp"

@@ -7,14 +7,15 @@ from .events import AllocationEvent, AuditReport, AuditRequest, DeadLetter
 from .fleet_status import DeploymentStatus, FleetStatus, Transition, TransitionStep
 from .export import MESSAGE_TYPES, export_schemas, render_schemas
 from .instance import Constants, Gpu, Instance, Model, Parallelism, Precision, QueryType
+from .measurement import Measurement
 from .plan import Deployment, Plan, Route
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, TelemetryMessage
 
 __all__ = [
     "SCHEMA_VERSION", "AllocationEvent", "AuditReport", "AuditRequest", "Catalog", "Constants",
-    "DeadLetter", "DemandWindow", "Deployment", "DeploymentStatus", "FleetStatus", "Transition",
-    "TransitionStep", "Gpu", "Instance", "IterationBatch",
-    "MESSAGE_TYPES", "Model", "Parallelism", "Plan", "Precision", "QueryDemand", "QueryType",
+    "DeadLetter", "DemandWindow", "Deployment", "DeploymentStatus", "FleetStatus", "Gpu", "Instance",
+    "IterationBatch", "MESSAGE_TYPES", "Measurement", "Model", "Parallelism", "Plan", "Precision", "QueryDemand",
+    "QueryType", "Transition", "TransitionStep",
     "RequestRecord", "Route",
     "TelemetryBatch", "TelemetryMessage", "describe", "export_schemas", "load_catalog",
     "render_schemas",

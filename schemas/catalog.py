@@ -45,11 +45,14 @@ class Catalog(Frozen):
     constants: Constants = Constants()
 
     def to_instance(self, demand: dict[str, dict[str, float]] | None = None,
-                    name: str | None = None, budget_per_hour: float | None = None) -> Instance:
+                    name: str | None = None, budget_per_hour: float | None = None,
+                    performance_model: str = "spec") -> Instance:
         """Instance for one window: `demand[qt]` may override arrival_rate, input_tokens,
         output_tokens and max_unserved.
 
         Query types absent from `demand` keep the catalog's defaults; pass rate 0 to plan none.
+        `performance_model` ("spec" or "allreduce_table", the LLMFLEET_PERFORMANCE_MODEL setting)
+        is carried by the instance, so everything that compiles it (planner, audit) agrees.
         """
         demand = demand or {}
         unknown = sorted(set(demand) - {q.id for q in self.query_types})
@@ -76,7 +79,7 @@ class Catalog(Frozen):
             "gpus": project(self.gpus, Gpu), "precisions": project(self.precisions, Precision),
             "parallelism": self.parallelism.model_dump(),
             "budget_per_hour": self.budget_per_hour if budget_per_hour is None else budget_per_hour,
-            "constants": self.constants.model_dump(),
+            "constants": self.constants.model_dump(), "performance_model": performance_model,
         })
 
 

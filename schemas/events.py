@@ -46,6 +46,10 @@ class AllocationEvent(Frozen):
     transition: Transition | None = Field(
         default=None, description="how to reach this plan from the previous epoch's safely "
                                   "(make-before-break); None: apply the plan as it is")
+    performance_constants: dict[str, dict[str, float]] | None = Field(
+        default=None, description="per 'GPU/precision' tier of the plan: compute_efficiency, "
+                                  "bandwidth_efficiency, step_overhead_s it was planned with, and the "
+                                  "self-calibration correction (time factor, 1 = none)")
 
 
 class AuditRequest(Frozen):

@@ -11,6 +11,7 @@ from .demand import DemandWindow
 from .events import AllocationEvent, AuditReport, AuditRequest, DeadLetter
 from .fleet_status import FleetStatus
 from .instance import Instance
+from .measurement import Measurement
 from .plan import Plan
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch
 
@@ -27,6 +28,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "audit_report": AuditReport,
     "dead_letter": DeadLetter,
     "fleet_status": FleetStatus,
+    "measurement": Measurement,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 

@@ -1,11 +1,15 @@
 """The instance document of shared/spec/model.md section 1, field for field."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer, \
+    model_validator
 
 from ._base import Frozen, Id, NonNegFloat, PosFloat
+
+PER_GPU_CONSTANTS = ("compute_efficiency", "bandwidth_efficiency", "step_overhead_s")
+PERFORMANCE_MODELS = ("spec", "allreduce_table")
 
 
 class QueryType(Frozen):
@@ -39,6 +43,30 @@ class Model(Frozen):
         return v
 
 
+class GpuConstants(Frozen):
+    """Per-GPU calibration (spec section 1): any of the three route constants. The spec says
+    other keys there are ignored, so they are (a catalog may keep provenance beside them)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+    # above 1 only through self-calibration (a GPU faster than its data sheet under this model)
+    compute_efficiency: float | None = Field(default=None, gt=0, le=4)
+    bandwidth_efficiency: float | None = Field(default=None, gt=0, le=4)
+    step_overhead_s: NonNegFloat | None = None
+
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class AllReduceLink(Frozen):
+    """Effective all-reduce figures at one TP degree (nccl-tests `busbw` and small-message time),
+    read by the `allreduce_table` performance model only."""
+
+    busbw_gbps: PosFloat
+    latency_us: NonNegFloat
+
+
 class Gpu(Frozen):
     id: Id
     memory_gb: PosFloat
@@ -49,6 +77,19 @@ class Gpu(Frozen):
     gpus_per_node: int = Field(ge=1)
     price_per_hour: NonNegFloat
     count: int | None = Field(default=None, ge=0)
+    constants: GpuConstants | None = None
+    constants_by_precision: dict[Id, GpuConstants] = Field(default_factory=dict)
+    allreduce_by_tp: dict[int, AllReduceLink] = Field(
+        default_factory=dict, description="richer model only: effective all-reduce per TP degree")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_calibration(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Uncalibrated GPUs serialise exactly as before the calibration fields existed."""
+        out = handler(self)
+        for k in ("constants", "constants_by_precision", "allreduce_by_tp"):
+            if not out.get(k, True):
+                out.pop(k)
+        return out
 
 
 class Precision(Frozen):
@@ -97,6 +138,16 @@ class Instance(Frozen):
     parallelism: Parallelism = Parallelism(tp=[1, 2, 4, 8], pp=[1, 2, 4])
     budget_per_hour: NonNegFloat
     constants: Constants = Constants()
+    performance_model: Literal["spec", "allreduce_table"] = Field(
+        default="spec", description="spec: shared/spec/model.md exactly (the default); allreduce_table: "
+                                    "all-reduce from each GPU's allreduce_by_tp where it has the TP degree")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_model(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("performance_model") == "spec":
+            out.pop("performance_model")
+        return out
 
     @model_validator(mode="after")
     def _cross_references(self) -> Instance:
@@ -114,6 +165,9 @@ class Instance(Frozen):
             unknown = sorted(set(g.tflops) - precs)
             if unknown:
                 raise ValueError(f"gpu {g.id!r} lists tflops for unknown precisions {unknown}")
+            unknown = sorted(set(g.constants_by_precision) - precs)
+            if unknown:
+                raise ValueError(f"gpu {g.id!r} has constants_by_precision for unknown precisions {unknown}")
         return self
 
     def to_spec(self) -> dict[str, Any]:

@@ -36,6 +36,13 @@ def stressed(inst: dict, lat: float = 1.0, err: float = 1.0) -> dict:
         g["bandwidth_tbps"] /= lat
         g["link_gbps"] /= lat
         g["link_latency_us"] *= lat
+        # per-GPU calibration (spec section 1) and the per-TP all-reduce figures scale the same way
+        for layer in [g.get("constants") or {}, *(g.get("constants_by_precision") or {}).values()]:
+            if "step_overhead_s" in layer:
+                layer["step_overhead_s"] *= lat
+        for row in (g.get("allreduce_by_tp") or {}).values():
+            row["busbw_gbps"] /= lat
+            row["latency_us"] *= lat
     const = {**DEFAULT_CONSTANTS, **(out.get("constants") or {})}
     const["step_overhead_s"] *= lat
     out["constants"] = const

@@ -136,13 +136,49 @@ class CompiledInstance:
         bb = np.atleast_1d(np.asarray(b, dtype=np.float64))[None, :]
         return _latency(bb, np.array([0]), coef)[0]
 
+    def tpot_curve(self, r: int, b: FloatArray | float) -> FloatArray:
+        """t_tok(b) of route r (time per output token with b requests in flight)."""
+        return tpot_from_coef(self.latency_coef[r], b)
+
     def describe_cand(self, d: int) -> str:
         return (f"{self.model_ids[self.cand_model[d]]}@{self.gpu_ids[self.cand_gpu[d]]}/"
                 f"{self.prec_ids[self.cand_prec[d]]} tp{self.cand_tp[d]} pp{self.cand_pp[d]}")
 
 
+PER_GPU_KEYS = ("compute_efficiency", "bandwidth_efficiency", "step_overhead_s")
+
+
 def _const(inst: Mapping[str, Any]) -> dict[str, float]:
     return {**DEFAULT_CONSTANTS, **(inst.get("constants") or {})}
+
+
+def gpu_constants(base: Mapping[str, float], gpu: Mapping[str, Any], prec_id: str) -> dict[str, float]:
+    """The constants of a route on `gpu` at precision `prec_id` (spec section 1): the instance's
+    `base`, overridden by `gpu["constants"]`, overridden by `gpu["constants_by_precision"][prec_id]`.
+    Only the three per-GPU keys are read from the GPU; anything else there is ignored."""
+    out = dict(base)
+    for layer in (gpu.get("constants") or {}, (gpu.get("constants_by_precision") or {}).get(prec_id) or {}):
+        out.update({k: float(v) for k, v in layer.items() if k in PER_GPU_KEYS and v is not None})
+    return out
+
+
+def allreduce_link(gpu: Mapping[str, Any], tp: int, model: str) -> tuple[float, float]:
+    """(bytes/s, seconds) of the all-reduce term ar(M) = alpha + 2(tp-1)/tp M / Link for `tp`.
+
+    `model == "spec"`: the GPU's link_gbps and link_latency_us (spec section 2). The richer
+    `allreduce_table` model reads the GPU's `allreduce_by_tp[tp]` (nccl-tests busbw and
+    small-message time at that degree) when it has one: on PCIe cards both move with tp, which
+    one link figure per GPU cannot express. Without an entry it falls back to the spec figures.
+    """
+    if model == "allreduce_table":
+        row = (gpu.get("allreduce_by_tp") or {}).get(tp)
+        if row is None:
+            row = (gpu.get("allreduce_by_tp") or {}).get(str(tp))
+        if row is not None:
+            return float(row["busbw_gbps"]) * 1e9, float(row["latency_us"]) * 1e-6
+    elif model != "spec":
+        raise ValueError(f"unknown performance_model {model!r}: 'spec' or 'allreduce_table'")
+    return float(gpu["link_gbps"]) * 1e9, float(gpu["link_latency_us"]) * 1e-6
 
 
 def compile_instance(inst: Mapping[str, Any]) -> CompiledInstance:
@@ -244,8 +280,11 @@ class _Fleet:
     kv_m: FloatArray
     bpp_q: FloatArray
     emul_q: FloatArray
-    F_c: FloatArray
-    BW_t: FloatArray
+    F_c: FloatArray              # [candidate] compute rate with its (GPU, precision) constants
+    BW_c: FloatArray             # [candidate] memory bandwidth with its constants
+    o_c: FloatArray              # [candidate] step overhead
+    arlink_c: FloatArray         # [candidate] all-reduce bandwidth (Link of ar(M))
+    aralpha_c: FloatArray        # [candidate] all-reduce latency (alpha of ar(M))
     link_t: FloatArray
     alpha_t: FloatArray
     mem_t: FloatArray
@@ -290,6 +329,11 @@ def _fleet(inst: Mapping[str, Any]) -> _Fleet:
     cand = np.array(rows, dtype=np.int64).reshape(-1, 5)
     cj, ct, cq, ctp, cpp = (cand[:, k] for k in range(5))
     fl = lambda seq, key: np.array([x[key] for x in seq], dtype=np.float64)  # noqa: E731
+    # per (GPU, precision) constants (spec section 1), then per candidate
+    tier = {(t, q): gpu_constants(c, gpus[t], precs[q]["id"]) for t, q in set(zip(ct.tolist(), cq.tolist()))}
+    per_c = lambda key: np.array([tier[t, q][key] for t, q in zip(ct, cq)], dtype=np.float64)  # noqa: E731
+    perf_model = str(inst.get("performance_model") or "spec")
+    links = {(t, tp): allreduce_link(gpus[t], tp, perf_model) for t, tp in set(zip(ct.tolist(), ctp.tolist()))}
     return _Fleet(
         c=c, model_ids=tuple(m["id"] for m in models), gpu_ids=tuple(g["id"] for g in gpus),
         prec_ids=tuple(p["id"] for p in precs),
@@ -299,8 +343,11 @@ def _fleet(inst: Mapping[str, Any]) -> _Fleet:
         kv_m=2 * fl(models, "n_layers") * fl(models, "n_kv_heads") * fl(models, "head_dim") * 2,
         bpp_q=fl(precs, "bytes_per_param"), emul_q=fl(precs, "error_multiplier"),
         F_c=np.array([gpus[t]["tflops"][precs[q]["id"]] for t, q in zip(ct, cq)], dtype=np.float64)
-        * 1e12 * c["compute_efficiency"],
-        BW_t=fl(gpus, "bandwidth_tbps") * 1e12 * c["bandwidth_efficiency"],
+        * 1e12 * per_c("compute_efficiency"),
+        BW_c=fl(gpus, "bandwidth_tbps")[ct] * 1e12 * per_c("bandwidth_efficiency"),
+        o_c=per_c("step_overhead_s"),
+        arlink_c=np.array([links[t, tp][0] for t, tp in zip(ct.tolist(), ctp.tolist())], dtype=np.float64),
+        aralpha_c=np.array([links[t, tp][1] for t, tp in zip(ct.tolist(), ctp.tolist())], dtype=np.float64),
         link_t=fl(gpus, "link_gbps") * 1e9, alpha_t=fl(gpus, "link_latency_us") * 1e-6,
         mem_t=fl(gpus, "memory_gb"), price_t=fl(gpus, "price_per_hour"),
         count_t=np.array([np.inf if g.get("count") is None else g["count"] for g in gpus], dtype=np.float64),
@@ -328,17 +375,15 @@ def _routes(fleet: _Fleet, qts: Sequence[Mapping[str, Any]]) -> _Routes:
     tp, pp = ctp[dd].astype(np.float64), cpp[dd].astype(np.float64)
     P, Ln, D, kv = fleet.P_m[j], fleet.Ln_m[j], fleet.D_m[j], fleet.kv_m[j]
     h, f = h_i[ii], f_i[ii]
-    F, BW, link, alpha = fleet.F_c[dd], fleet.BW_t[t], fleet.link_t[t], fleet.alpha_t[t]
+    F, BW, link, alpha = fleet.F_c[dd], fleet.BW_c[dd], fleet.link_t[t], fleet.alpha_t[t]
+    ar_link = fleet.arlink_c[dd]
     W = P * fleet.bpp_q[q]
-    o = c["step_overhead_s"]
+    o = fleet.o_c[dd]
     ar_scale = np.where(tp == 1, 0.0, 2 * (tp - 1) / tp)
-    ar_alpha = np.where(tp == 1, 0.0, alpha)
-    t_pre = 2 * P * h / (tp * F) + 2 * Ln * (ar_alpha + ar_scale * (2 * h * D) / link) \
+    ar_alpha = np.where(tp == 1, 0.0, fleet.aralpha_c[dd])
+    t_pre = 2 * P * h / (tp * F) + 2 * Ln * (ar_alpha + ar_scale * (2 * h * D) / ar_link) \
         + (pp - 1) * (alpha + 2 * h * D / link) + o
-    cap = fleet.mem_t[t] * 1e9 * c["memory_utilization"] * tp * pp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bm = np.where(cap > W, np.floor((cap - W) / ((h + f) * kv)), 0.0)
-    b_max = np.minimum(float(int(c["max_batch"])), bm).astype(np.int64)
+    b_max = memory_batch_limit(fleet.mem_t[t], c, tp, pp, W, h + f, kv)
     ttft_ok = t_pre <= maxttft_i[ii]
     error_r = np.minimum(1.0, err[ii, j] * fleet.emul_q[q])
 
@@ -350,7 +395,7 @@ def _routes(fleet: _Fleet, qts: Sequence[Mapping[str, Any]]) -> _Routes:
     k1 = ctx * kv / (pp * tp * BW)
     k2 = 2 * P / (pp * tp * F)
     k3 = 2 * Ln * ar_alpha + (pp - 1) * alpha + o
-    k4 = 2 * Ln * ar_scale * 2 * D / (pp * link)
+    k4 = 2 * Ln * ar_scale * 2 * D / (pp * ar_link)
     coef = (k0, k1, k2, k3, k4, t_pre, f)
     best_b = np.zeros(len(ii), dtype=np.int64)
     best_L = np.full(len(ii), np.inf)
@@ -438,6 +483,25 @@ def _assemble(inst: Mapping[str, Any], fleet: _Fleet, blocks: Sequence[_Routes])
     )
     _assert_finite(ci)
     return ci
+
+
+def memory_batch_limit(memory_gb: Any, c: Mapping[str, float], tp: Any, pp: Any, W: Any, tokens: Any,
+                       kv: Any) -> IntArray:
+    """b_max of spec section 2 (memory): the most requests of `tokens` = h + f tokens whose KV
+    cache fits beside the weights W, capped at max_batch; 0 when none fits."""
+    cap = np.asarray(memory_gb, dtype=np.float64) * 1e9 * c["memory_utilization"] * tp * pp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bm = np.where(cap > W, np.floor((cap - W) / (tokens * kv)), 0.0)
+    return np.minimum(float(int(c["max_batch"])), bm).astype(np.int64)
+
+
+def tpot_from_coef(coef: FloatArray, b: FloatArray | float) -> FloatArray:
+    """t_tok(b) = max(k0 + k1 b, k2 b) + k3 + k4 b from one route's 7 coefficients (or routes'
+    [n, 7] rows, each at its own b)."""
+    k = np.asarray(coef, dtype=np.float64)
+    k0, k1, k2, k3, k4 = (k[..., j] for j in range(5))
+    bb = np.atleast_1d(np.asarray(b, dtype=np.float64))
+    return np.maximum(k0 + k1 * bb, k2 * bb) + k3 + k4 * bb
 
 
 def _latency(b: FloatArray, idx: IntArray, coef: tuple[FloatArray, ...]) -> FloatArray:

@@ -28,6 +28,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from solvers.compile import gpu_constants
+
 __all__ = [
     "IterationModel",
     "IterationFit",
@@ -93,8 +95,8 @@ def iteration_model_from_spec(
     offered by the GPU or no request of the given mean size fits in memory (the spec calls
     such a route infeasible), or when B < 2 (a mixed replica needs a prefill and a decode slot).
     """
-    c = {**SPEC_DEFAULT_CONSTANTS, **(constants or {})}
     q = precision["id"]
+    c = gpu_constants({**SPEC_DEFAULT_CONSTANTS, **(constants or {})}, gpu, q)  # per-GPU calibration
     tflops = gpu["tflops"]
     if q not in tflops:
         return None

@@ -18,6 +18,7 @@ CHECKER = Path(__file__).resolve().parents[3] / "shared/spec/check_plan.py"
 
 GPU_FIELDS = {"id", "memory_gb", "tflops", "bandwidth_tbps", "link_gbps", "link_latency_us",
               "gpus_per_node", "price_per_hour", "count"}
+GPU_OPTIONAL = {"constants", "constants_by_precision", "allreduce_by_tp"}  # calibration (issue 16)
 MODEL_FIELDS = {"id", "params_b", "n_layers", "d_model", "n_kv_heads", "head_dim", "error"}
 QT_FIELDS = {"id", "arrival_rate", "input_tokens", "output_tokens", "max_latency_s", "max_ttft_s",
              "max_error", "max_unserved", "unserved_penalty", "latency_penalty"}
@@ -61,10 +62,10 @@ def _positive(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
 
 
-def _check_entry(entry: dict, required: set[str]) -> None:
+def _check_entry(entry: dict, required: set[str], optional: frozenset[str] = frozenset()) -> None:
     missing = required - set(entry)
     assert not missing, f"{entry.get('id')}: missing {sorted(missing)}"
-    extra = set(entry) - required - EXTRA_OK
+    extra = set(entry) - required - EXTRA_OK - optional
     assert not extra, f"{entry.get('id')}: unexpected fields {sorted(extra)}"
     assert isinstance(entry["id"], str) and entry["id"]
 
@@ -81,7 +82,7 @@ def test_counts(catalog):
 
 def test_gpus(catalog):
     for g in catalog["gpus"]:
-        _check_entry(g, GPU_FIELDS)
+        _check_entry(g, GPU_FIELDS, frozenset(GPU_OPTIONAL))
         for f in ("memory_gb", "bandwidth_tbps", "link_gbps", "link_latency_us", "price_per_hour"):
             assert _positive(g[f]), f"{g['id']}.{f}"
         assert isinstance(g["gpus_per_node"], int) and g["gpus_per_node"] >= 1
