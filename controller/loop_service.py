@@ -65,6 +65,7 @@ class ClosedLoop:
         self.applied_epoch = 0
         self.processed = 0
         self.statuses: list[FleetStatus] = []     # readiness reports not yet published
+        self.last_status: FleetStatus | None = None
         self._next_change = math.inf
 
     def process(self, rec: RequestRecord) -> RequestRecord:
@@ -97,6 +98,7 @@ class ClosedLoop:
         st = self.sim.status(at, fleet_id=fid, epoch=self.applied_epoch)
         self.router.set_status(st)
         self.statuses.append(st)
+        self.last_status = st
         del self.statuses[:-64]
         self._next_change = self.sim.next_change()
 
@@ -229,7 +231,9 @@ class LoopService:
                 "published_batches": self.published_batches,
                 "published_iteration_batches": self.published_iteration_batches,
                 "invalid_messages": self.invalid_messages, "epoch_applied": self.loop.applied_epoch,
-                "router": self.loop.router.metrics(), "sim": self.loop.sim.metrics()}
+                "router": self.loop.router.metrics(), "sim": self.loop.sim.metrics(),
+                "cost": self.loop.sim.cost(), "status": self.loop.statuses[-1].model_dump() if self.loop.statuses
+                else self.loop.last_status.model_dump() if self.loop.last_status else None}
 
     async def _run(self) -> None:
         assert self._consumer is not None

@@ -56,6 +56,7 @@ class Observed:
     audits: list[AuditReport] = field(default_factory=list)
     dlq: int = 0
     started: float = field(default_factory=time.monotonic)
+    first_ts: float | None = None      # event time the replay starts at
 
 
 def worker_env(s: Settings) -> dict[str, str]:
@@ -115,10 +116,20 @@ def _view(obs: Observed, replayed: int, loop_metrics: dict[str, Any]) -> Group:
     outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(sim.items()))
     if sim_all.get("unroutable"):
         outcomes += f", unroutable {sim_all['unroutable']:,}"
+    done = sum(sim.values())
+    cost = loop_metrics.get("cost") or {}
+    st = loop_metrics.get("status") or {}
+    span_h = max(1e-9, (st.get("ts", 0.0) - obs.first_ts) / 3600.0) if obs.first_ts and st else None
+    starting = sum(d["starting"] for d in st.get("deployments", []))
+    draining = sum(d["draining"] for d in st.get("deployments", []))
+    loop_line = (f"within SLO {sim.get('served', 0) / done:.1%} | fleet ${cost.get('dollars', 0.0):,.2f}"
+                 + (f" (${cost.get('dollars', 0.0) / span_h:,.2f}/h)" if span_h else "")
+                 + f" | GPUs started {cost.get('gpus_started', 0):.0f}, stopped {cost.get('gpus_stopped', 0):.0f}"
+                 + f" | in transition: {starting} replicas starting, {draining} draining") if done else ""
     status = (f"replayed {replayed:,} requests | simulated {sum(sim.values()):,} ({outcomes}) | "
               f"windows {len(obs.windows)} | epochs {len(obs.events)} | audits {len(obs.audits)}"
               + (f" (last gap {gaps[-1]:.2%})" if gaps else "") + f" | DLQ {obs.dlq} | "
-              f"{time.monotonic() - obs.started:.0f}s")
+              f"{time.monotonic() - obs.started:.0f}s") + (f"\n{loop_line}" if loop_line else "")
     return Group(Panel(status, title="llmfleet quickstart"), win, ev)
 
 
@@ -188,6 +199,7 @@ async def run(cfg: RunConfig, console: Console) -> int:
         await loop.start()
         watcher = asyncio.create_task(_watch(s, obs, stop))
         start = time.time() - cfg.minutes * 60  # event time ends about now
+        obs.first_ts = start
         await wait_ready(s, obs, start - 3600.0, worker, worker_log)
         opts = TraceOptions(scale=cfg.scale, start=start, seed=0)
         chunks = [c.take(c.ts < start + cfg.minutes * 60) for c in read_trace(bundled_sources(), opts)]

@@ -219,14 +219,15 @@ class Router:
         if prev is not None:  # counters are per fleet, across epochs
             fleet.routed, fleet.rejected = prev.routed, prev.rejected
             fleet.status = prev.status
-            if fleet.status is not None:  # readiness known: the old plan serves until replaced
-                fleet.previous = _Previous.of(prev.event, None if self._settled(prev) else prev.previous)
+            # kept even before any readiness report: once one arrives, the old plan serves what
+            # the new one has not made ready yet (without reports it is not used)
+            fleet.previous = _Previous.of(prev.event, None if self._settled(prev) else prev.previous)
         self._rebuild(fleet)
         return fleet
 
     @staticmethod
     def _settled(fleet: _Fleet) -> bool:
-        """Every deployment of the plan in force has its target ready."""
+        """Every deployment of the plan in force has its target ready (unknown: assumed)."""
         st = fleet.status
         if st is None:
             return True
@@ -360,6 +361,7 @@ class Router:
         """JSON-ready snapshot: epoch in force, routed per deployment, rejections, stale events."""
         return {
             "applied": self.applied,
+            "status_applied": self.status_applied,
             "stale_ignored": self.stale_ignored,
             "duplicates_ignored": self.duplicates_ignored,
             "foreign_ignored": self.foreign_ignored,

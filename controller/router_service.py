@@ -15,7 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from schemas import AllocationEvent
+from schemas import AllocationEvent, FleetStatus
 
 from .async_tasks import cancel_and_wait
 from .router import Router
@@ -36,10 +36,12 @@ class RouterService:
     def __init__(self, bootstrap_servers: str, router: Router | None = None,
                  topic: str = DEFAULT_ALLOCATIONS_TOPIC, *, poll_timeout_ms: int = 200,
                  client_id: str = "llmfleet-router",
-                 on_applied: list[Callable[[AllocationEvent], None]] | None = None) -> None:
+                 on_applied: list[Callable[[AllocationEvent], None]] | None = None,
+                 status_topic: str | None = None) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.router = router or Router()
         self.topic = topic
+        self.status_topic = status_topic   # fleets' readiness (schemas.FleetStatus); None: plan only
         self.poll_timeout_ms = poll_timeout_ms
         self.client_id = client_id
         self.on_applied = list(on_applied or [])
@@ -54,8 +56,9 @@ class RouterService:
     async def start(self) -> None:
         if self._task is not None:
             return
+        topics = [self.topic] + ([self.status_topic] if self.status_topic else [])
         self._consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.bootstrap_servers, group_id=None,
+            *topics, bootstrap_servers=self.bootstrap_servers, group_id=None,
             auto_offset_reset="earliest", enable_auto_commit=False, client_id=self.client_id)
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"router-service:{self.topic}")
@@ -113,12 +116,28 @@ class RouterService:
             for msgs in batches.values():
                 for m in msgs:
                     self.consumed += 1
-                    changed |= self._apply(m.value, m.partition, m.offset)
+                    if m.topic == self.status_topic and m.topic != self.topic:
+                        self._status(m.value, m.partition, m.offset)
+                    else:
+                        changed |= self._apply(m.value, m.partition, m.offset)
             if changed:
                 async with self._changed:
                     self._changed.notify_all()
             if not self.caught_up.is_set():
                 await self._check_caught_up(consumer)
+
+    def _status(self, raw: bytes | None, partition: int, offset: int) -> None:
+        """A fleet's readiness report: route only to ready replicas (Router.set_status)."""
+        if raw is None:
+            return
+        try:
+            status = FleetStatus.model_validate_json(raw)
+        except ValidationError as exc:
+            self.invalid_events += 1
+            log.warning("router_service.invalid_status", partition=partition, offset=offset,
+                        errors=exc.error_count())
+            return
+        self.router.set_status(status)
 
     def _apply(self, raw: bytes | None, partition: int, offset: int) -> bool:
         if raw is None:  # compaction tombstone

@@ -100,7 +100,10 @@ class Settings(BaseSettings):
     drift_ph_delta: float = Field(default=0.05, ge=0)
     drift_ph_lambda: float = Field(default=0.5, gt=0)
     observe_only: bool = Field(default=False, description="publish to the shadow topic only")
-    gate_route: Literal["auto", "on", "off"] = "auto"
+    gate_route: Literal["auto", "on", "off"] = Field(
+        default="off", description="gate-and-route parameters in allocation events: auto (shared pools), on "
+                                   "(every deployment) or off; off by default because the closed loop keeps fewer "
+                                   "requests within SLO with them (docs/benchmarks.md, closed loop)")
     # performance model (issue 16): spec section 2 by default
     performance_model: Literal["spec", "allreduce_table"] = Field(
         default="spec", description="spec: shared/spec/model.md exactly; allreduce_table: the all-reduce "

@@ -30,7 +30,7 @@ def _planner(catalog, **kw) -> Planner:
     """A planner that re-plans freely every window (the two-timescale policy and hysteresis
     have their own tests in test_two_timescales.py)."""
     base = {"min_dwell_s": 0, "agh_deadline_s": 0.2, "audit_time_limit_s": 10, "replan": "every_window",
-            "scale_down_delay_s": 0, "fast_path": False} | kw
+            "scale_down_delay_s": 0, "fast_path": False, "gate_route": "auto"} | kw
     return Planner(catalog, Settings(**base))
 
 

@@ -109,3 +109,39 @@ async def test_closed_loop_records_in_telemetry_out(broker: str, spec_instance: 
     assert abs(rejected - 0.2 * len(code)) <= 1          # the plan leaves 20 % of code unserved
     served = [r for r in got if r.outcome == "served"]
     assert served and all(r.latency_s is not None and r.deployment in ("h100", "l4") for r in served)
+
+
+async def test_router_service_follows_fleet_status(broker: str) -> None:
+    """With the status topic, a router keeps the previous plan's deployments serving until the
+    new plan's report ready (make-before-break), then moves to them."""
+    from schemas import DeploymentStatus, FleetStatus
+
+    tag = uuid.uuid4().hex[:8]
+    alloc, status = f"alloc-{tag}", f"status-{tag}"
+    await make_topics(broker, alloc, status)
+
+    def report(ts: float, h100: int, l4: int, complete: bool) -> bytes:
+        deps = [DeploymentStatus(deployment="h100", target=1, ready=h100, starting=1 - h100, draining=0),
+                DeploymentStatus(deployment="l4", target=2, ready=l4, starting=2 - l4, draining=0)]
+        return FleetStatus(fleet_id=FLEET, epoch=2, ts=ts, deployments=deps,
+                           transition_complete=complete).model_dump_json().encode()
+
+    await publish(broker, alloc, [event(1, "h100").model_dump_json().encode(),
+                                  event(2, "l4").model_dump_json().encode()], FLEET.encode())
+    await publish(broker, status, [report(10.0, 1, 0, False)], FLEET.encode())
+    svc = RouterService(broker, Router(fleet_id=FLEET), topic=alloc, status_topic=status)
+    async with svc:
+        assert await svc.wait_for_epoch(2, timeout=20)
+        for _ in range(100):
+            if svc.router.metrics()["fleets"] and svc.router.status_applied:
+                break
+            await asyncio.sleep(0.1)
+        picks = [svc.router.route("code") for _ in range(100)]
+        assert "l4" not in picks and picks.count("h100") == 80, "l4 is not ready: h100 keeps serving code"
+        await publish(broker, status, [report(20.0, 1, 2, True)], FLEET.encode())
+        for _ in range(100):
+            if svc.router.status_applied >= 2:
+                break
+            await asyncio.sleep(0.1)
+        picks = [svc.router.route("code") for _ in range(100)]
+        assert picks.count("l4") == 80 and "h100" not in picks
