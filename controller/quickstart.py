@@ -133,6 +133,26 @@ def _view(obs: Observed, replayed: int, loop_metrics: dict[str, Any]) -> Group:
     return Group(Panel(status, title="llmfleet quickstart"), win, ev)
 
 
+def loop_notes(m: dict[str, Any], t0: float, t1: float) -> list[str]:
+    """What the closed loop delivered: attainment, cost integrated over replica time, churn."""
+    sim = m.get("sim", {})
+    outcomes = sim.get("outcomes", {})
+    n = sum(outcomes.values())
+    if not n:
+        return []
+    cost = m.get("cost") or {}
+    hours = max(1e-9, (t1 - t0) / 3600.0)
+    router = m.get("router", {})
+    no_plan = router.get("no_plan_rejected", 0)
+    return [f"Closed loop: {outcomes.get('served', 0) / n:.1%} of {n:,} requests within SLO (TTFT and latency), "
+            f"{outcomes.get('slo_missed', 0) / n:.1%} late, {outcomes.get('rejected', 0) / n:.1%} rejected "
+            f"({no_plan:,} before the first plan, {sim.get('shed', 0):,} shed by deadline admission).",
+            f"Fleet cost integrated over replica time (cold starts included): ${cost.get('dollars', 0.0):,.2f}, "
+            f"${cost.get('dollars', 0.0) / hours:,.2f}/h; GPUs started {cost.get('gpus_started', 0):.0f}, stopped "
+            f"{cost.get('gpus_stopped', 0):.0f} ({(cost.get('gpus_started', 0) + cost.get('gpus_stopped', 0)) / hours:,.0f}"
+            f" switched per hour)."]
+
+
 async def wait_ready(s: Settings, obs: Observed, wm: float, worker: subprocess.Popen[bytes],
                      worker_log: Path, timeout: float = 90.0) -> None:
     """Tick every telemetry partition (a watermark far before the trace) until the worker has
@@ -255,7 +275,8 @@ async def run(cfg: RunConfig, console: Console) -> int:
         index = write_report(cfg.report_dir, catalog, obs.windows, obs.events, obs.audits,
                              title="llmfleet quickstart: Azure 2023 traces on a simulated fleet",
                              notes=[f"Replayed {total:,} requests ({cfg.minutes:g} min of trace, rate x{cfg.scale:g}) "
-                                    f"at {cfg.pace:g}x wall speed; windows of {cfg.window_s:g}s event time."])
+                                    f"at {cfg.pace:g}x wall speed; windows of {cfg.window_s:g}s event time.",
+                                    *loop_notes(loop.metrics(), start, start + cfg.minutes * 60)])
         console.print(_view(obs, total, loop.metrics()))
         if not obs.events:
             console.print(f"[red]no allocation event was published[/red]; worker log: {worker_log}")
