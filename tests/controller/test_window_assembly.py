@@ -110,3 +110,38 @@ def test_closed_window_memory_is_bounded() -> None:
     assert len(windows) == wa.CLOSED_MEMORY + 50
     assert len(state["closed_from"]) == wa.CLOSED_MEMORY
     assert min(map(int, state["closed_from"])) == 50
+
+
+def test_progress_gives_the_open_window_once_per_step() -> None:
+    """Progress from two partitions: the fast path sees the open window's whole burst intervals
+    up to the slowest partition, once per step of it, never a closed window."""
+    import numpy as np
+
+    from controller import demand_window as dw
+    from controller import window_assembly
+    from controller.planner import new_planner_state
+
+    state = new_planner_state()
+    parts = {p: dw.new_state() for p in (0, 1)}
+    off = 0
+
+    def feed(p: int, t0: float, t1: float, rate: float) -> None:
+        nonlocal off
+        ts = np.arange(t0, t1, 1.0 / rate)
+        off += 1
+        dw.add_records(parts[p], off, ts, np.array(["code"] * len(ts), dtype=object), np.full(len(ts), 100.0),
+                       np.full(len(ts), 10.0), window_s=60.0, grace_s=5.0, burst_s=10.0)
+        window_assembly.absorb_any(state, dw.progress(parts[p], p, window_s=60.0))
+
+    feed(0, 60.0, 85.0, 4.0)      # partition 0 is at 85 s, partition 1 lags at 72 s
+    feed(1, 60.0, 72.0, 4.0)
+    got = window_assembly.open_window(state, fleet_id="f", partitions=2, window_s=60.0, step_s=10.0)
+    assert got is not None
+    window, bins = got
+    (d,) = window.demand
+    # only [60, 70) is complete at 72 s: 40 + 40 records in 10 s
+    assert d.count == 80 and d.arrival_rate_peak == 8.0 and bins["code"] == [(70.0, 8.0)]
+    assert window_assembly.open_window(state, fleet_id="f", partitions=2, window_s=60.0, step_s=10.0) is None
+    feed(1, 72.0, 85.0, 4.0)
+    window, bins = window_assembly.open_window(state, fleet_id="f", partitions=2, window_s=60.0, step_s=10.0)
+    assert [t for t, _ in bins["code"]] == [70.0, 80.0] and window.window_end == 84.75
