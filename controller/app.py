@@ -304,14 +304,7 @@ class Controller:
                 self.metrics.audit_gap.set(report.gap or 0.0)
                 decision = self.planner.on_audit(state, report)
                 await self._publish(decision)
-            elif msg.get("kind") == "progress":
-                window_assembly.absorb_any(state, msg)
-                fast = window_assembly.open_window(state, fleet_id=s.fleet_id, partitions=s.telemetry_partitions,
-                                                   window_s=s.window_s, step_s=fast_path_step(s))
-                if fast is not None:
-                    await self._publish(await loop.run_in_executor(
-                        None, functools.partial(self.planner.on_burst, state, fast[0], time.time(), bins=fast[1])))
-            elif msg.get("kind") in ("partial", "wm"):
+            elif msg.get("kind") in ("partial", "wm", "progress"):
                 self._absorb(state, msg)
                 follow_up = None
                 for window, closed_at in self._closable(state):
@@ -322,10 +315,16 @@ class Controller:
                     follow_up = decision.follow_up or follow_up
                 if follow_up is not None:  # AGH once the GH plan is out: off the window -> event path
                     await self._publish(await loop.run_in_executor(None, self.planner.follow_up, state, follow_up))
+                if msg.get("kind") == "progress":  # the fast path looks at the window still open
+                    fast = window_assembly.open_window(state, fleet_id=s.fleet_id, partitions=s.telemetry_partitions,
+                                                       window_s=s.window_s, step_s=fast_path_step(s))
+                    if fast is not None:
+                        await self._publish(await loop.run_in_executor(None, functools.partial(
+                            self.planner.on_burst, state, fast[0], time.time(), bins=fast[1])))
             self.planner_table[s.fleet_id] = state
 
     def _absorb(self, state: dict[str, Any], msg: dict[str, Any]) -> None:
-        kind = window_assembly.absorb(state, msg)
+        kind = window_assembly.absorb_any(state, msg)
         if kind == "duplicate":
             self.metrics.duplicate_partials.inc()
             log.info("planner.duplicate_partial", window=msg["window"], partition=msg["partition"])

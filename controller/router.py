@@ -192,6 +192,7 @@ class Router:
         self.applied = 0
         self.no_plan_rejected = 0
         self.status_applied = 0
+        self._early_status: dict[str, FleetStatus] = {}
 
     # ---- allocation events ------------------------------------------------------------------
     def apply(self, event: AllocationEvent) -> bool:
@@ -209,6 +210,9 @@ class Router:
             return False
         self._fleets[event.fleet_id] = self._build(event, cur)
         self.applied += 1
+        early = self._early_status.pop(event.fleet_id, None)
+        if early is not None:
+            self.set_status(early)
         log.info("router.epoch_applied", fleet_id=event.fleet_id, epoch=event.epoch,
                  previous=cur.event.epoch if cur else None,
                  deployments=len(event.plan.deployments), routes=len(event.plan.routes))
@@ -274,7 +278,10 @@ class Router:
             self.foreign_ignored += 1
             return False
         fleet = self._fleets.get(status.fleet_id)
-        if fleet is None:
+        if fleet is None:  # a report before the fleet's first plan: applied with that plan
+            early = self._early_status.get(status.fleet_id)
+            if early is None or status.ts >= early.ts:
+                self._early_status[status.fleet_id] = status
             return False
         if fleet.status is not None and status.ts < fleet.status.ts:
             return False

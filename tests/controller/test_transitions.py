@@ -184,3 +184,17 @@ def test_cold_start_model_depends_on_the_deployment() -> None:
     assert ColdStart.fixed(300).seconds(("m", "g", "fp16", 8, 1)) == 300
     with pytest.raises(ValueError):
         ColdStart(load_gbps=0)
+
+
+def test_a_readiness_report_before_the_first_plan_is_kept() -> None:
+    from schemas import DeploymentStatus, FleetStatus
+
+    router = Router(fleet_id="f")
+    small, big = dep(SMALL, 1)["id"], dep(BIG, 1)["id"]
+    st_ = FleetStatus(fleet_id="f", epoch=1, ts=1.0, transition_complete=False, deployments=[
+        DeploymentStatus(deployment=small, target=1, ready=1, starting=0, draining=0),
+        DeploymentStatus(deployment=big, target=1, ready=0, starting=1, draining=0)])
+    assert router.set_status(st_) is False and router.status_applied == 0
+    router.apply(event(plan((SMALL, 1, 0.5), (BIG, 1, 0.5)), 1))
+    assert router.status_applied == 1
+    assert {router.route("code") for _ in range(50)} == {small}, "only the ready deployment serves"
