@@ -16,12 +16,13 @@ import numpy as np
 def trend_forecast(points: Sequence[tuple[float, float]], lead_s: float, *, min_points: int = 3,
                    max_growth: float = 2.0) -> float | None:
     """Rate expected `lead_s` after the last point (t, rate); None with too few points or no
-    upward trend."""
+    upward trend. A trend is a climb: the last `min_points` rates rise one after another (a
+    single jump, a step, is not extrapolated: the fast path sizes for it as it is)."""
     if len(points) < min_points:
         return None
     t = np.array([p[0] for p in points], dtype=np.float64)
     r = np.array([p[1] for p in points], dtype=np.float64)
-    if np.ptp(t) <= 0:
+    if np.ptp(t) <= 0 or not np.all(np.diff(r[-min_points:]) > 0):
         return None
     slope, intercept = np.polyfit(t - t[-1], r, 1)
     if slope <= 0:
