@@ -14,15 +14,16 @@ import numpy as np
 
 
 def trend_forecast(points: Sequence[tuple[float, float]], lead_s: float, *, min_points: int = 3,
-                   max_growth: float = 2.0) -> float | None:
+                   min_rise: float = 0.3, max_growth: float = 2.0) -> float | None:
     """Rate expected `lead_s` after the last point (t, rate); None with too few points or no
-    upward trend. A trend is a climb: the last `min_points` rates rise one after another (a
-    single jump, a step, is not extrapolated: the fast path sizes for it as it is)."""
+    upward trend. A trend is a climb: the last `min_points` rates rise one after another and by
+    at least `min_rise` of where they started (noise around a level is not a trend)."""
     if len(points) < min_points:
         return None
     t = np.array([p[0] for p in points], dtype=np.float64)
     r = np.array([p[1] for p in points], dtype=np.float64)
-    if np.ptp(t) <= 0 or not np.all(np.diff(r[-min_points:]) > 0):
+    last = r[-min_points:]
+    if np.ptp(t) <= 0 or not np.all(np.diff(last) > 0) or last[-1] < (1 + min_rise) * last[0]:
         return None
     slope, intercept = np.polyfit(t - t[-1], r, 1)
     if slope <= 0:

@@ -153,6 +153,23 @@ def loop_notes(m: dict[str, Any], t0: float, t1: float) -> list[str]:
             f" switched per hour)."]
 
 
+def oracle_notes(chunks: list[Any], m: dict[str, Any], cfg: RunConfig, start: float) -> list[str]:
+    """The same arrivals served by the per-window perfect-foresight oracle of
+    scripts/bench_closed_loop.py (warm plans, no transition cost): the yardstick for cost."""
+    from .closed_loop_bench import Arrivals, BenchConfig, run_oracle
+    from .trace_reader import Chunk
+
+    arr = Arrivals.from_chunk("quickstart", Chunk.concat(chunks))
+    if len(arr) == 0:
+        return []
+    oracle = run_oracle(arr, load_catalog(), BenchConfig(window_s=cfg.window_s)).summary()
+    hours = max(1e-9, cfg.minutes / 60.0)
+    mine = (m.get("cost") or {}).get("dollars", 0.0) / hours
+    return [f"Oracle on the same arrivals (each window planned on its own demand, warm, no transition cost): "
+            f"{oracle['within_slo']:.1%} within SLO at ${oracle['cost_per_hour']:,.2f}/h; the closed loop cost "
+            f"{mine / max(oracle['cost_per_hour'], 1e-9):.2f}x the oracle's."]
+
+
 async def wait_ready(s: Settings, obs: Observed, wm: float, worker: subprocess.Popen[bytes],
                      worker_log: Path, timeout: float = 90.0) -> None:
     """Tick every telemetry partition (a watermark far before the trace) until the worker has
@@ -272,12 +289,16 @@ async def run(cfg: RunConfig, console: Console) -> int:
         await loop.stop()
         from .report import write_report
 
+        closing = [*loop_notes(loop.metrics(), start, start + cfg.minutes * 60),
+                   *oracle_notes(chunks, loop.metrics(), cfg, start)]
         index = write_report(cfg.report_dir, catalog, obs.windows, obs.events, obs.audits,
                              title="llmfleet quickstart: Azure 2023 traces on a simulated fleet",
                              notes=[f"Replayed {total:,} requests ({cfg.minutes:g} min of trace, rate x{cfg.scale:g}) "
                                     f"at {cfg.pace:g}x wall speed; windows of {cfg.window_s:g}s event time.",
-                                    *loop_notes(loop.metrics(), start, start + cfg.minutes * 60)])
+                                    *closing])
         console.print(_view(obs, total, loop.metrics()))
+        for line in closing:
+            console.print(line)
         if not obs.events:
             console.print(f"[red]no allocation event was published[/red]; worker log: {worker_log}")
             return 1

@@ -85,8 +85,9 @@ class Settings(BaseSettings):
                                          "(scale up at once)")
     fast_path: bool = Field(default=True, description="re-plan a query type inside an open window when its "
                                                       "rate outruns the plan in force (trigger burst)")
-    forecast: bool = Field(default=True, description="fast path: plan a climbing rate where its linear "
-                                                     "trend will be once new replicas are up")
+    forecast: bool = Field(default=False, description="fast path: plan a climbing rate where its linear "
+                                                      "trend will be once new replicas are up (off: it did not "
+                                                      "pay in bench_closed_loop, docs/benchmarks.md)")
     burst_tolerance: float = Field(default=0.1, ge=0, description="fast path: re-plan when a burst interval's "
                                                                   "rate exceeds the planned rate by this share")
     startup_plan: Literal["observed", "catalog"] = Field(

@@ -188,3 +188,5 @@ def test_trend_forecast() -> None:
     assert trend_forecast(ramp[:2], 60.0) is None
     assert trend_forecast([(10.0 * j, 30.0 - j) for j in range(5)], 60.0) is None
     assert trend_forecast(ramp, 1e4) == pytest.approx(2.0 * 30.0)      # capped
+    noise = [(0.0, 100.0), (10.0, 96.0), (20.0, 99.0), (30.0, 101.0), (40.0, 104.0)]
+    assert trend_forecast(noise, 60.0) is None, "a few per cent of noise is not a climb"
