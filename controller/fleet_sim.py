@@ -234,6 +234,7 @@ class FleetSimulator:
         self.outcomes: Counter[str] = Counter()
         self.by_deployment: Counter[str] = Counter()
         self.unroutable = 0
+        self.unroutable_by: Counter[tuple[str, str]] = Counter()
         self._rng = np.random.default_rng(seed)
         self._pools: dict[str, _Pool | GateRoutePool] = {}
         self._draining: list[GateRoutePool] = []     # replaced G&R pools finishing their work
@@ -476,6 +477,7 @@ class FleetSimulator:
         perf = self.perf.get(qt, pool.key) if pool is not None else None
         if deployment is not None and perf is None:
             self.unroutable += 1                  # plan/router mismatch: count, do not crash
+            self.unroutable_by[(qt, deployment)] += 1
         if pool is None or perf is None:
             return self._emit(rec, qt, deployment, "rejected", None, None)
         if isinstance(pool, GateRoutePool):
@@ -614,7 +616,8 @@ class FleetSimulator:
 
     def metrics(self) -> dict[str, Any]:
         return {"outcomes": dict(self.outcomes), "by_deployment": dict(sorted(self.by_deployment.items())),
-                "unroutable": self.unroutable, "shed": self.shed, "pending": self.pending, "in_flight": self.in_flight,
+                "unroutable": self.unroutable, "shed": self.shed,
+                "unroutable_by": {f"{q}@{d}": n for (q, d), n in self.unroutable_by.most_common(5)}, "pending": self.pending, "in_flight": self.in_flight,
                 "slo": self.slo.overall(),
                 "gate_route": {k: v.summary() for k, v in sorted(self._pools.items())
                                if isinstance(v, GateRoutePool)}}

@@ -43,18 +43,22 @@ def absorb_progress(state: dict[str, Any], msg: dict[str, Any]) -> None:
 def open_window(state: dict[str, Any], *, fleet_id: str, partitions: int, window_s: float,
                 step_s: float) -> tuple[Any, dict[str, list[tuple[float, float]]]] | None:
     """The newest open window's traffic so far, for the fast path: (partial DemandWindow, per
-    query type the rates of its complete burst intervals), once every partition's watermark
+    query type the rates of its complete burst intervals), once the partitions reporting it
     passed a new multiple of `step_s` (None otherwise: nothing new to look at)."""
     prog = state.get("progress") or {}
-    if not prog or len(state["wm"]) < partitions:
+    if not prog:
         return None
-    upto = min(state["wm"].values())
+    k = max(int(w) for w in prog)
+    parts = list(prog[str(k)].values())
+    # up to the slowest partition that has traffic in this window: one whose watermark is only
+    # ticked forward holds no record of it (waiting for its ticks would delay the first plan by
+    # the idle interval); one with records it has not reported yet makes this an underestimate,
+    # which the window's close corrects
+    upto = min(float(p["wm"]) for p in parts)
     mark = int(upto // step_s)
     if state.get("progress_mark") is not None and mark <= state["progress_mark"]:
         return None
     state["progress_mark"] = mark
-    k = max(int(w) for w in prog)
-    parts = list(prog[str(k)].values())
     window = dw.partial_window(fleet_id, k, window_s, min(upto, (k + 1) * window_s), parts)
     if window is None:
         return None
