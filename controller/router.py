@@ -143,7 +143,14 @@ def ready_shares(new: Mapping[str, float], old: Mapping[str, float], target: Map
         return min(1.0, ready.get(dep, 0) / want) if want > 0 else 0.0
 
     out = {d: f * ready_part(d, target.get(d, 0)) for d, f in new.items()}
-    missing = sum(new.values()) - sum(out.values())
+    for d, f in new.items():  # scaling up: its running replicas still carry their old share
+        if d in old and old_target.get(d, 0) > 0:
+            out[d] = max(out[d], old[d] * min(1.0, ready.get(d, 0) / old_target[d]))
+    planned = sum(new.values())
+    if sum(out.values()) > planned > 0:
+        scale = planned / sum(out.values())
+        out = {d: v * scale for d, v in out.items()}
+    missing = planned - sum(out.values())
     if missing <= 1e-12:
         return out
     old_cap = {d: f * ready_part(d, old_target.get(d, 0)) for d, f in old.items() if d not in new}

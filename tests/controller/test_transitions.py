@@ -151,6 +151,9 @@ def test_ready_shares_renormalise() -> None:
     assert got == pytest.approx({"B": 1 / 3, "C": 2 / 3})
     # nothing ready at all: nothing routed (the router rejects as no_ready)
     assert sum(ready_shares({"B": 1.0}, {}, {"B": 1}, {}, {}).values()) == 0.0
+    # A scales up 2 -> 6 with 2 ready: its running replicas keep their old half, B is not overloaded
+    got = ready_shares({"A": 0.5, "B": 0.5}, {"A": 0.5, "B": 0.5}, {"A": 6, "B": 2}, {"A": 2, "B": 2}, {"A": 2, "B": 2})
+    assert got == pytest.approx({"A": 0.5, "B": 0.5})
     # the plan's own unserved share stays unserved
     assert sum(ready_shares({"B": 0.6}, {}, {"B": 1}, {}, {"B": 1}).values()) == pytest.approx(0.6)
 
