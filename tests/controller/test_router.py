@@ -140,5 +140,5 @@ def test_docs_example_event_routes_as_described() -> None:
     assert r.apply(ev) and r.epoch() == 42
     code = counts(r, "code", 10)
     assert code == {"llama-3.1-8b.H100-SXM.fp8.tp1pp1": 5, "llama-3.1-8b.L4.fp8.tp1pp1": 3, None: 2}
-    conv = [r.decide("conv") for _ in range(1000)]
+    conv = [r.decide("conversation") for _ in range(1000)]
     assert 0.85 < sum(d.deployment is not None for d in conv) / 1000 < 0.95
