@@ -92,38 +92,6 @@ def quickstart(short: bool, report_dir: Path, scale: float | None, pace: float |
     sys.exit(code)
 
 
-@main.command("query-types")
-@click.option("--catalog", "catalog_path", type=click.Path(exists=True, path_type=Path), default=None,
-              help="catalog folder or file (default: LLMFLEET_CATALOG_PATH, else the bundled one)")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per query type")
-def query_types(catalog_path: Path | None, as_json: bool) -> None:
-    """The query-type ids telemetry may carry (anything else is dead-lettered), with their SLOs
-    and the token-length rules that classify records without one."""
-    import json as _json
-
-    from schemas import load_catalog
-
-    from .settings import Settings
-
-    s = Settings()
-    catalog = load_catalog(catalog_path or s.catalog_path)
-    for q in catalog.query_types:
-        row = {"id": q.id, "max_ttft_s": q.max_ttft_s, "max_latency_s": q.max_latency_s,
-               "input_tokens": q.input_tokens, "output_tokens": q.output_tokens}
-        click.echo(_json.dumps(row) if as_json else
-                   f"{q.id:20s} TTFT <= {q.max_ttft_s:g} s, latency <= {q.max_latency_s:g} s "
-                   f"(typical {q.input_tokens:g} in / {q.output_tokens:g} out tokens)")
-    if not as_json:
-        def cond(r: dict[str, int | str]) -> str:
-            parts = [f"input >= {r['min_input']}" if "min_input" in r else "",
-                     f"input <= {r['max_input']}" if "max_input" in r else "",
-                     f"output >= {r['min_output']}" if "min_output" in r else "",
-                     f"output <= {r['max_output']}" if "max_output" in r else ""]
-            return " and ".join(p for p in parts if p) or "always"
-        rules = "; ".join(f"{r['query_type']} if {cond(r)}" for r in s.classify_rules)
-        click.echo(f"untyped records: {rules or 'no rules'}; otherwise {s.default_query_type}")
-
-
 @main.group()
 def schemas() -> None:
     """JSON Schemas of every message type (the contract for routers in other languages)."""
