@@ -49,21 +49,6 @@ log = structlog.get_logger()
 LAST_PUBLISHED_TAIL = 512  # messages a new leader reads back to find the last epoch and window
 
 
-def per_record_rows(head: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """A batch's records as rows (None when its shape is broken: not columns of equal length,
-    unknown keys, too many records): so one bad record costs itself, not its batch."""
-    cols = [c for c in ("ts", "query_type", "input_tokens", "output_tokens", "ttft_s", "latency_s",
-                        "deployment", "outcome") if head.get(c) is not None]
-    extra = set(head) - set(cols) - {"kind", "schema_version", "producer", "ts", "input_tokens", "output_tokens",
-                                      "query_type", "ttft_s", "latency_s", "deployment", "outcome"}
-    if extra or not all(isinstance(head.get(c), list) for c in cols) or "ts" not in cols:
-        return None
-    n = len(head["ts"])
-    if not 0 < n <= 100_000 or any(len(head[c]) != n for c in cols):
-        return None
-    return [{c: head[c][i] for c in cols} for i in range(n)]
-
-
 def fast_path_step(s: Settings) -> float:
     """Event seconds between looks at an open window: a burst interval, or the warm start."""
     return min(s.burst_s, s.warm_start_s) if s.burst_s > 0 else s.warm_start_s
@@ -221,10 +206,9 @@ class Controller:
         if raw is None:
             await self._dead(b"", msg, "empty message (null value / tombstone)")
             return None, None
-        if len(raw) > self.s.max_decode_bytes:  # what the broker delivered is counted up to this
-            await self._dead(raw, msg, f"oversized: {len(raw)} bytes > max_decode_bytes "
-                                       f"{self.s.max_decode_bytes} (split it into batches of at most "
-                                       f"{self.s.max_message_bytes} bytes)")
+        if len(raw) > self.s.max_message_bytes:
+            await self._dead(raw, msg, f"oversized: {len(raw)} bytes > max_message_bytes "
+                                       f"{self.s.max_message_bytes}")
             return None, None
         try:
             head = json.loads(raw)
@@ -247,9 +231,7 @@ class Controller:
                 self.iterations.add(IterationBatch.model_validate(head))
                 return None, None
             if kind == "batch":
-                batch = await self._batch(head, raw, msg)
-                if batch is None:
-                    return None, None
+                batch = TelemetryBatch.model_validate(head)
             elif kind in ("request", None):
                 batch = TelemetryBatch.from_records([RequestRecord.model_validate(head)])
             else:
@@ -284,29 +266,6 @@ class Controller:
         ts = np.asarray(batch.ts, dtype=np.float64)[keep]
         return (ts, qt[keep].astype(str), inp[keep], out[keep], fl(batch.latency_s),
                 fl(batch.ttft_s), oc), None
-
-    async def _batch(self, head: dict[str, Any], raw: bytes, msg: Any) -> TelemetryBatch | None:
-        """A columnar batch; when some of its records are bad, each bad one is dead-lettered with
-        its index and reason and the good ones are kept (a batch whose shape is broken, or with
-        no good record, is dead-lettered whole by the caller)."""
-        try:
-            return TelemetryBatch.model_validate(head)
-        except ValidationError as exc:
-            rows = per_record_rows(head)
-            if rows is None:
-                raise
-            good, bad = [], []
-            for i, row in enumerate(rows):
-                try:
-                    good.append(RequestRecord.model_validate(row))
-                except ValidationError as row_exc:
-                    bad.append((i, row, describe(row_exc)))
-            if not good:
-                raise exc
-            for i, row, why in bad:
-                await self._dead(json.dumps(row, default=str).encode(), msg,
-                                 f"record {i} of {len(rows)}: invalid telemetry: {why}")
-            return TelemetryBatch.from_records(good, producer=str(head.get("producer", "unknown"))[:200])
 
     async def _dead_records(self, msg: Any, cols: tuple[Any, ...], bad: list[tuple[int, str]]) -> None:
         """One dead letter per refused record of a message: its index, the rule, and the record."""

@@ -135,9 +135,6 @@ class Settings(BaseSettings):
         default=False, description="faust exactly-once: transactional, idempotent producers "
                                    "(real Kafka; the embedded broker has no InitProducerId)")
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    max_decode_bytes: int = Field(
-        default=16 * 1_048_576, ge=1024, description="telemetry messages up to this size are decoded and counted "
-        "(a broker may deliver more than max_message_bytes); larger ones are dead-lettered with their digest")
     fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="consumer long-poll wait")
     # broker outages (controller/broker_watch.py)
     broker_probe_s: float = Field(default=1.0, gt=0, description="seconds between broker probes while it answers")

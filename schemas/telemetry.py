@@ -12,36 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from ._base import SCHEMA_VERSION, Frozen, Id, NonNegFloat
 
 MAX_TOKENS = 10_000_000
-
-
-def _json_integer(v: object) -> object:
-    """JSON Schema's integer: a number with no fraction (3 or 3.0), never a string or a boolean
-    (pydantic's lax mode would take "3" and true; the exported schemas do not)."""
-    if isinstance(v, (bool, str, bytes)):
-        raise ValueError("must be a JSON integer, not a string or boolean")
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
-
-
-def _json_number(v: object) -> object:
-    """JSON Schema's number: never a string or a boolean."""
-    if isinstance(v, (bool, str, bytes)):
-        raise ValueError("must be a JSON number, not a string or boolean")
-    return v
-
-
-JsonInt = BeforeValidator(_json_integer)
-JsonNum = BeforeValidator(_json_number)
-Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS), JsonInt]
-OutTokens = Annotated[int, Field(ge=0, le=MAX_TOKENS), JsonInt]
-EventTime = Annotated[float, Field(ge=0), JsonNum]
-Seconds = Annotated[float, Field(ge=0), JsonNum]
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+OutTokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Outcome = Literal["served", "slo_missed", "rejected", "unserved", "error"]
 
 
@@ -50,12 +27,12 @@ class RequestRecord(Frozen):
 
     kind: Literal["request"] = "request"
     schema_version: Literal[1] = SCHEMA_VERSION
-    ts: EventTime = Field(description="event time, seconds since the Unix epoch")
+    ts: float = Field(ge=0, description="event time, seconds since the Unix epoch")
     query_type: Id | None = Field(default=None, description="None: classify by token lengths")
     input_tokens: Tokens
     output_tokens: OutTokens
-    ttft_s: Seconds | None = None
-    latency_s: Seconds | None = None
+    ttft_s: NonNegFloat | None = None
+    latency_s: NonNegFloat | None = None
     deployment: Id | None = None
     outcome: Outcome | None = None
     request_id: str | None = Field(default=None, max_length=200)
@@ -66,18 +43,17 @@ _COLUMNS = ("ts", "query_type", "input_tokens", "output_tokens", "ttft_s", "late
 
 
 class TelemetryBatch(Frozen):
-    """Many request records in columns; optional columns may be omitted (all None). Every
-    column given has the same length as `ts`."""
+    """Many request records in columns; optional columns may be omitted (all None)."""
 
     kind: Literal["batch"] = "batch"
     schema_version: Literal[1] = SCHEMA_VERSION
     producer: str = Field(default="unknown", max_length=200)
-    ts: list[EventTime] = Field(min_length=1, max_length=100_000)
+    ts: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, max_length=100_000)
     input_tokens: list[Tokens]
     output_tokens: list[OutTokens]
     query_type: list[Id | None] | None = None
-    ttft_s: list[Seconds | None] | None = None
-    latency_s: list[Seconds | None] | None = None
+    ttft_s: list[NonNegFloat | None] | None = None
+    latency_s: list[NonNegFloat | None] | None = None
     deployment: list[Id | None] | None = None
     outcome: list[Outcome | None] | None = None
 
