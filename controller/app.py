@@ -37,7 +37,6 @@ from . import demand_window as dw
 from . import faust_recovery_order, faust_tuning, window_assembly
 from .audit import AuditRunner
 from .broker import embedded_broker
-from .event_time import TimeBounds
 from .broker_watch import BrokerHealth, BrokerWatch
 from .iteration_telemetry import IterationTelemetry
 from .metrics import Metrics
@@ -74,8 +73,6 @@ class Controller:
             if name not in self.qt_ids:
                 raise ValueError(f"classification names query type {name!r} missing from the catalog")
         self.planner = Planner(self.catalog, s)
-        self.time_bounds = TimeBounds(max_skew_s=s.max_event_skew_s, max_future_s=s.max_future_s,
-                                      max_age_s=s.max_event_age_s)
         # engine iteration timings ("iterations" telemetry) -> fitted gate-and-route iteration
         # models; the planner reads them when it is the leader in this worker. Each worker sees
         # only the samples of its own telemetry partitions.
@@ -163,11 +160,6 @@ class Controller:
                 log.exception("telemetry.decode_failed", partition=p, offset=off)
                 await self._dead(event.value or b"", msg, f"internal error while decoding: {exc!r}")
                 cols, wm_only = None, None
-            if cols is not None and off > state["offset"]:  # (a replayed offset is a no-op below)
-                keep, bad = self.time_bounds.check(cols[0], state["wm"], time.time())
-                if bad:
-                    await self._dead_records(msg, cols, bad)
-                    cols = tuple(c[keep] if c is not None else None for c in cols)
             if cols is not None:
                 applied, late = dw.add_records(state, off, *cols, window_s=s.window_s, grace_s=s.grace_s,
                                                 burst_s=s.burst_s)
@@ -218,14 +210,7 @@ class Controller:
         kind = head.get("kind") if isinstance(head, dict) else None
         if kind == "tick":
             wm = head.get("wm")
-            if not isinstance(wm, (int, float)) or isinstance(wm, bool):
-                await self._dead(raw, msg, "tick without a numeric wm")
-                return None, None
-            refused = self.time_bounds.tick_ok(float(wm), time.time())
-            if refused is not None:
-                await self._dead(raw, msg, refused)
-                return None, None
-            return None, float(wm)
+            return None, float(wm) if isinstance(wm, (int, float)) else None
         try:
             if kind == "iterations":  # engine iteration timings: they feed the iteration-model fit only
                 self.iterations.add(IterationBatch.model_validate(head))
@@ -266,14 +251,6 @@ class Controller:
         ts = np.asarray(batch.ts, dtype=np.float64)[keep]
         return (ts, qt[keep].astype(str), inp[keep], out[keep], fl(batch.latency_s),
                 fl(batch.ttft_s), oc), None
-
-    async def _dead_records(self, msg: Any, cols: tuple[Any, ...], bad: list[tuple[int, str]]) -> None:
-        """One dead letter per refused record of a message: its index, the rule, and the record."""
-        names = ("ts", "query_type", "input_tokens", "output_tokens", "latency_s", "ttft_s", "outcome")
-        for i, reason in bad:
-            rec = {n: (c[i].item() if hasattr(c[i], "item") else c[i]) for n, c in zip(names, cols) if c is not None}
-            rec = {k: (None if isinstance(v, float) and not np.isfinite(v) and k != "ts" else v) for k, v in rec.items()}
-            await self._dead(json.dumps(rec, default=str).encode(), msg, f"record {i}: {reason}")
 
     async def _dead(self, raw: bytes, msg: Any, reason: str) -> None:
         """Publish a dead letter; an original too large for the DLQ keeps a prefix, size and digest."""

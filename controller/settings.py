@@ -55,12 +55,6 @@ class Settings(BaseSettings):
         default_factory=lambda: [{"query_type": "code", "min_input": 1000, "max_output": 48}],
         description="token-length rules for requests without a query type (first match wins)")
     default_query_type: str = "conversation"
-    max_event_skew_s: float = Field(default=3600.0, gt=0, description="a record further than this from its "
-                                                                      "partition's watermark is dead-lettered")
-    max_future_s: float = Field(default=86_400.0, gt=0, description="on a partition without a watermark: records "
-                                                                    "further ahead of the clock are dead-lettered")
-    max_event_age_s: float = Field(default=5 * 365 * 86_400.0, gt=0, description="on a partition without a "
-                                   "watermark: records further behind the clock are dead-lettered")
     # planning
     gh_on_every_window: bool = True
     agh_deadline_s: float = Field(default=0.5, gt=0)
