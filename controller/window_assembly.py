@@ -22,6 +22,9 @@ from . import demand_window as dw
 
 #: closed windows whose contributing partitions the leader remembers (late vs replayed partials)
 CLOSED_MEMORY = 256
+#: consecutive empty windows published before the leader jumps over the rest of a gap (a
+#: watermark that moved hours ahead must not cost one plan per minute of the gap)
+MAX_EMPTY_RUN = 10
 
 
 def absorb_progress(state: dict[str, Any], msg: dict[str, Any]) -> None:
@@ -117,7 +120,22 @@ def closable(state: dict[str, Any], *, fleet_id: str, partitions: int, window_s:
         return []
     closed_from = state.setdefault("closed_from", {})
     out = []
+    empty_run = 0
     while (k + 1) * window_s + grace_s <= low:
+        if str(k) not in state["pending"]:
+            empty_run += 1
+            if empty_run > MAX_EMPTY_RUN:  # a long gap: jump to the next window with data (or the last)
+                last = int((low - grace_s) // window_s) - 1
+                nxt = min((int(w) for w in state["pending"] if int(w) > k), default=last)
+                target = min(nxt, last)
+                if target > k:
+                    state["windows_skipped"] = state.get("windows_skipped", 0) + target - k
+                    state["closed_upto"] = target - 1
+                    k = target
+                    empty_run = 0
+                    continue
+        else:
+            empty_run = 0
         by_partition = state["pending"].pop(str(k), {})
         parts = list(by_partition.values())
         closed = max((p.get("closed_at", 0.0) for p in parts), default=None)

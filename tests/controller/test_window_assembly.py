@@ -104,12 +104,31 @@ def test_closed_window_memory_is_bounded() -> None:
     for p in range(P):
         wa.absorb(state, {"kind": "wm", "partition": p, "wm": 0.0})
     state["closed_upto"] = -1
+    for k in range(wa.CLOSED_MEMORY + 50):  # every window has a partial: none is skipped as empty
+        wa.absorb(state, {"kind": "partial", "partition": 0, "window": k, "aggs": {}, "late": 0, "wm": k * W})
     for p in range(P):
         wa.absorb(state, {"kind": "wm", "partition": p, "wm": (wa.CLOSED_MEMORY + 50) * W + G})
     windows = wa.closable(state, fleet_id="f", partitions=P, window_s=W, grace_s=G)
     assert len(windows) == wa.CLOSED_MEMORY + 50
     assert len(state["closed_from"]) == wa.CLOSED_MEMORY
     assert min(map(int, state["closed_from"])) == 50
+
+
+def test_a_long_empty_gap_costs_a_bounded_number_of_windows() -> None:
+    """A watermark that jumped far ahead (hours of no traffic, or the largest jump the event-time
+    bounds allow) closes MAX_EMPTY_RUN empty windows, then the next window with data."""
+    state = new_planner_state()
+    for p in range(P):
+        wa.absorb(state, {"kind": "wm", "partition": p, "wm": 0.0})
+    state["closed_upto"] = -1
+    far = 100_000
+    wa.absorb(state, {"kind": "partial", "partition": 0, "window": far, "aggs": {}, "late": 0, "wm": far * W})
+    for p in range(P):
+        wa.absorb(state, {"kind": "wm", "partition": p, "wm": (far + 5) * W + G})
+    windows = wa.closable(state, fleet_id="f", partitions=P, window_s=W, grace_s=G)
+    ends = [w.window_end for w, _ in windows]
+    assert len(windows) < wa.MAX_EMPTY_RUN + 10 and (far + 1) * W in ends
+    assert state["closed_upto"] == far + 4 and state["windows_skipped"] > far - 20
 
 
 def test_progress_gives_the_open_window_once_per_step() -> None:
