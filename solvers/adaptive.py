@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -71,7 +71,7 @@ from .agh_pools import PoolBuilder
 from .compile import CompiledInstance
 from .greedy import Prep, State, construct, default_order, finish, prepare
 from .pool_milp import expected_overrun_s, pool_duals, pool_support, solve_pool
-from .result import SolveResult
+from .result import SolveResult, Status
 
 DEFAULT_STARTS = 12
 START_SHARE = 0.1     # at most this share of the deadline goes to greedy starts
@@ -101,15 +101,21 @@ LNS_SHARE = 0.35      # this share of the time left
 MILP_GAP = 0.002      # relative MIP gap of every MILP move (well inside the 1 % target)
 ACC_TOL = 1e-9        # served-traffic error excess tolerated in a plan (validator: 1e-6)
 FINISH_S_PER_ROUTE = 1.2e-7  # time kept for the final validation pass (finish), per route
+VALID_EPS = 1e-9      # a plan whose excess is at most this is valid
+KEEP_VALID = 4        # best valid plans kept for the final gate (solvers.validate)
 
 
 @dataclass(frozen=True)
 class _Plan:
     excess: float      # demand-weighted unserved fraction above max_unserved + accuracy
-    #                    excess (0 = valid)
+    #                    excess + capacity/budget/inventory excess (0 = valid)
     cost: float        # objective + switch cost (what AGH minimises)
     rep: IntArray
     x: FloatArray
+
+    @property
+    def valid(self) -> bool:
+        return self.excess <= VALID_EPS
 
     def better(self, other: _Plan | None) -> bool:
         if other is None:
@@ -137,6 +143,8 @@ class _Ctx:
     evals: int = 0
     adds: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     extra: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # fillers
+    valid: list[_Plan] = field(default_factory=list)  # best valid plans seen, cheapest first
+    rejected: int = 0      # plans evaluated that broke a constraint
 
     def left(self) -> float:
         return self.t_end - time.perf_counter()
@@ -145,8 +153,26 @@ class _Ctx:
         self.evals += 1
         rs = self.ar.support(x)
         # accuracy counts too: a repair that scales traffic down (clean) can break it
-        excess = self.ar.excess(x, ACC_TOL, rs)
-        return _Plan(excess, self.ar.cost(rep, x, rs) + self.switch(rep), rep, x)
+        excess = self.ar.excess(x, ACC_TOL, rs) + self.ar.limits_excess(rep, x, rs)
+        out = _Plan(excess, self.ar.cost(rep, x, rs) + self.switch(rep), rep, x)
+        self.keep(out)
+        return out
+
+    def keep(self, q: _Plan) -> None:
+        """The validity gate's memory: every sub-step's plans pass through `plan`, and the
+        best KEEP_VALID valid ones are kept, so AGH returns a valid plan whenever it saw one
+        (whatever a later move's incumbent is)."""
+        if not q.valid:
+            self.rejected += 1
+            return
+        if len(self.valid) >= KEEP_VALID and q.cost >= self.valid[-1].cost:
+            return
+        key = q.rep.tobytes()
+        if any(v.rep.tobytes() == key and v.cost <= q.cost for v in self.valid):
+            return
+        self.valid = [v for v in self.valid if v.rep.tobytes() != key] + [q]
+        self.valid.sort(key=lambda v: v.cost)
+        del self.valid[KEEP_VALID:]
 
     def switch(self, rep: IntArray) -> float:
         if self.prev is None or self.sw <= 0:
@@ -529,8 +555,12 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
               starts: int = DEFAULT_STARTS, local_search: bool = True, consolidate: bool = True,
               m1: bool = True, m2: bool = True, m3: bool = True,
               polish: bool = True, lns: bool = True, fillers: bool = True,
-              warm_milp: bool = True, hubs: bool = True, lp_pool: bool = True) -> SolveResult:
-    """Best plan found within `deadline_s` (wall clock, checked inside every loop)."""
+              warm_milp: bool = True, hubs: bool = True, lp_pool: bool = True,
+              explain_s: float | None = None) -> SolveResult:
+    """Best valid plan found within `deadline_s` (wall clock, checked inside every loop).
+    When no valid plan was seen, solvers.explain gets `explain_s` more seconds (default:
+    the deadline, at most 2 s) to say why."""
+    explain_s = min(deadline_s, 2.0) if explain_s is None else float(explain_s)
     t0 = time.perf_counter()
     if ci.n_routes == 0:
         return finish(ci, "agh", np.zeros(ci.n_cand, dtype=np.int64), np.zeros(0), t0)
@@ -582,4 +612,27 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
              "polish_wins": polished, "lns_wins": moves.wins if moves else 0,
              "fillers": len(ctx.extra), "warm_milp": warm_milp, "hubs": hubs,
              "lp_pool": lp_pool}
-    return finish(ci, "agh", best.rep, best.x, t0, stats)
+    return _gated(ci, ctx, best, t0, stats, explain_s)
+
+
+def _gated(ci: CompiledInstance, ctx: _Ctx, best: _Plan, t0: float, stats: dict,
+           explain_s: float) -> SolveResult:
+    """The validity gate's last step: the best valid plan seen, confirmed by the project's
+    validator (solvers.validate, through `finish`); when no plan AGH saw passes, the
+    least-violating one, labelled infeasible with the reasons of solvers.explain."""
+    order = ([best] if best.valid else []) + [v for v in ctx.valid if v is not best]
+    stats = {**stats, "rejected_plans": ctx.rejected}
+    for q in order:
+        res = finish(ci, "agh", q.rep, q.x, t0, {**stats, "valid_plan": True,
+                                                  "fell_back": q is not best})
+        if res.status == Status.FEASIBLE:
+            return res
+    res = finish(ci, "agh", best.rep, best.x, t0, {**stats, "valid_plan": False})
+    from .explain import explain as explain_infeasible  # MILP re-solves: imported when needed
+    reasons = tuple(explain_infeasible(ci, time_limit_s=explain_s)) if explain_s > 0 else ()
+    head = ("AGH saw no plan meeting every constraint (capacity, accuracy, unserved caps, "
+            "budget, inventory); the least-violating plan is returned")
+    return replace(res, status=Status.INFEASIBLE, seconds=time.perf_counter() - t0,
+                   explanation=(head,) + (reasons or ("solvers.explain found no "
+                                "fleet-level reason within its time limit: a valid plan may "
+                                "exist that the search did not reach",)) + res.explanation)

@@ -23,13 +23,14 @@ only takes what the slack built by better routes allows, so every prefix is feas
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ._typing import BoolArray, FloatArray, IntArray
 from .compile import CompiledInstance
 from .result import SolveResult, Status, objective
+from .validate import check_result
 
 EPS = 1e-9
 FUTURE_WEIGHT = 1.0   # weight of "other demand the leftover capacity can carry" in M2
@@ -303,9 +304,18 @@ def finish(ci: CompiledInstance, method: str, rep: IntArray, x: FloatArray, t0: 
     expl = explain(ci, rep, x)
     status = Status.INFEASIBLE if expl else Status.FEASIBLE
     notes = _shortfall_notes(ci, x) if not expl else ()
-    return SolveResult(status=status, method=method, replicas=rep.astype(np.int64), x=x,
-                       objective=objective(ci, rep, x), seconds=time.perf_counter() - t0,
-                       explanation=expl + notes, stats=dict(stats or {}))
+    out = SolveResult(status=status, method=method, replicas=rep.astype(np.int64), x=x,
+                      objective=objective(ci, rep, x), seconds=time.perf_counter() - t0,
+                      explanation=expl + notes, stats=dict(stats or {}))
+    if status == Status.FEASIBLE:
+        # the validity gate: a plan is labelled feasible only if the project's validator
+        # (the one every test and the planner trust) accepts it; explain() above is the
+        # same arithmetic, but a plan must never reach a router on its word alone
+        report = check_result(ci, out)
+        if not report.feasible:
+            out = replace(out, status=Status.INFEASIBLE,
+                          explanation=tuple(v.message for v in report.violations))
+    return out
 
 
 def explain(ci: CompiledInstance, rep: IntArray, x: FloatArray) -> tuple[str, ...]:
