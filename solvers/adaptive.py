@@ -102,6 +102,9 @@ VALID_EPS = 1e-9      # a plan whose excess is at most this is valid
 # deadline only cuts the search short (stats["ended_by"])
 DEFAULT_WORK = 3000   # units; see docs/benchmarks.md (solver families) for what it buys
 MILP_UNITS = 40       # work units charged per MILP move (its LP + node search)
+START_UNITS_PER_ROUTE = 1e-3  # a full greedy start is charged this per route (at least 1
+#                       unit): ~78 units at (20,20,20), so starts stop at START_SHARE of
+#                       the budget on large instances as they did at a share of the deadline
 POLISH_NODES = 2000   # node limit of a polish MILP
 LNS_NODES = 200       # node limit of a neighbourhood MILP (doubled on each retry)
 KEEP_VALID = 4        # best valid plans kept for the final gate (solvers.validate)
@@ -573,17 +576,19 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
               m1: bool = True, m2: bool = True, m3: bool = True,
               polish: bool = True, lns: bool = True, fillers: bool = True,
               warm_milp: bool = True, hubs: bool = True, lp_pool: bool = True,
-              explain_s: float | None = None, work: float | None = DEFAULT_WORK) -> SolveResult:
+              explain_s: float = 0.0, work: float | None = DEFAULT_WORK) -> SolveResult:
     """Best valid plan found with `work` units of search (see DEFAULT_WORK; None: no work
     limit) from `seed`, cut short by `deadline_s` (wall clock, checked inside every loop).
     Every choice the search makes depends on the work done, never on the clock, so the
     same instance, seed and options give the same plan on an idle or a loaded machine
     unless the deadline hits (stats["ended_by"] says "deadline" then; "budget" when the
     work ran out, "converged" when no move improved first). When no valid plan was seen,
-    solvers.explain gets `explain_s` more seconds (default: the deadline, at most 2 s)."""
+    the result says so with solvers.explain's route-level reasons (cheap) and, when
+    `explain_s` > 0, its fleet-level ones (elastic MILP re-solves, which take seconds at
+    (20,20,20) and so run past the deadline: off by default)."""
     if work is not None and not work > 0:
         raise ValueError(f"work must be a positive number of units or None, got {work!r}")
-    explain_s = min(deadline_s, 2.0) if explain_s is None else float(explain_s)
+    explain_s = float(explain_s)
     t0 = time.perf_counter()
     if ci.n_routes == 0:
         return finish(ci, "agh", np.zeros(ci.n_cand, dtype=np.int64), np.zeros(0), t0)
@@ -604,6 +609,7 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
         if k > 0 and (ctx.work >= START_SHARE * ctx.work_budget or ctx.stop(ctx.build_s)):
             break
         pool.append(_build(ctx, o, w))
+        ctx.work += max(START_UNITS_PER_ROUTE * ci.n_routes - 1.0, 0.0)
     pool.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
     distinct = list({q.rep.tobytes(): q for q in reversed(pool)}.values())[::-1]
     distinct.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
@@ -654,10 +660,15 @@ def _gated(ci: CompiledInstance, ctx: _Ctx, best: _Plan, t0: float, stats: dict,
             return res
     res = finish(ci, "agh", best.rep, best.x, t0, {**stats, "valid_plan": False})
     from .explain import explain as explain_infeasible  # MILP re-solves: imported when needed
-    reasons = tuple(explain_infeasible(ci, time_limit_s=explain_s)) if explain_s > 0 else ()
+    from .explain import route_reasons
+
+    reasons = tuple(explain_infeasible(ci, time_limit_s=explain_s) if explain_s > 0
+                    else route_reasons(ci))
     head = ("AGH saw no plan meeting every constraint (capacity, accuracy, unserved caps, "
             "budget, inventory); the least-violating plan is returned")
+    none = ("solvers.explain found no fleet-level reason within its time limit: a valid "
+            "plan may exist that the search did not reach" if explain_s > 0 else
+            "no query type is unservable on its own; a valid plan may exist that the search "
+            "did not reach (more work or time, or explain_s > 0 for fleet-level reasons)")
     return replace(res, status=Status.INFEASIBLE, seconds=time.perf_counter() - t0,
-                   explanation=(head,) + (reasons or ("solvers.explain found no "
-                                "fleet-level reason within its time limit: a valid plan may "
-                                "exist that the search did not reach",)) + res.explanation)
+                   explanation=(head,) + (reasons or (none,)) + res.explanation)
