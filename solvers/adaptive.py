@@ -69,7 +69,8 @@ from ._typing import FloatArray, IntArray
 from .active_routes import ActiveRoutes, wsum
 from .agh_pools import PoolBuilder
 from .compile import CompiledInstance
-from .greedy import Prep, State, construct, default_order, finish, prepare
+from .greedy import (Prep, State, construct, construct_required_first, default_order, finish,
+                     prepare)
 from .pool_milp import expected_overrun_s, pool_duals, pool_support, solve_pool
 from .result import SolveResult, Status
 
@@ -105,7 +106,10 @@ MILP_UNITS = 40       # work units charged per MILP move (its LP + node search)
 START_UNITS_PER_ROUTE = 1e-3  # a full greedy start is charged this per route (at least 1
 #                       unit): ~78 units at (20,20,20), so starts stop at START_SHARE of
 #                       the budget on large instances as they did at a share of the deadline
-POLISH_NODES = 2000   # node limit of a polish MILP
+POLISH_NODES = 2000   # node limit of a polish MILP; its time is also capped at the larger
+POLISH_MIN_S = 0.4    # of this and
+POLISH_CAP = 0.5      # this share of the deadline, so a slow root leaves time for the moves
+#                       after it (hitting that cap counts as the deadline cutting the search)
 LNS_NODES = 200       # node limit of a neighbourhood MILP (doubled on each retry)
 KEEP_VALID = 4        # best valid plans kept for the final gate (solvers.validate)
 
@@ -383,7 +387,8 @@ def _improve(ctx: _Ctx, cur: _Plan, local_search: bool, consolidate: bool,
 # ---- MILP moves -------------------------------------------------------------------------------
 
 def _milp(ctx: _Ctx, cands: IntArray, nodes: int, fixed: dict[int, int] | None = None,
-          links: bool = False, start: _Plan | None = None) -> tuple[_Plan | None, bool]:
+          links: bool = False, start: _Plan | None = None,
+          time_cap: float = float("inf")) -> tuple[_Plan | None, bool]:
     """Pool MILP (solvers.pool_milp): (plan or None, whether the pool optimum was proven).
     `start` (if its deployments are in the pool) is HiGHS's starting solution. The routing
     is redone by the route LP, which keeps a margin against solver round-off. The MILP's
@@ -394,7 +399,7 @@ def _milp(ctx: _Ctx, cands: IntArray, nodes: int, fixed: dict[int, int] | None =
     ctx.milps += 1
     ctx.work += MILP_UNITS
     info: dict = {}
-    out = solve_pool(ctx.ci, cands, ctx.left() - 0.01, fixed=fixed, prev=ctx.prev,
+    out = solve_pool(ctx.ci, cands, min(ctx.left() - 0.01, time_cap), fixed=fixed, prev=ctx.prev,
                      switch_cost_per_gpu=ctx.sw, links=links, rel_gap=MILP_GAP,
                      start=start.rep if start is not None and ctx.warm_milp else None,
                      max_nodes=nodes, info=info)
@@ -496,7 +501,8 @@ def _polish(ctx: _Ctx, pools: PoolBuilder, best: _Plan, starts: list[_Plan],
         if np.array_equal(cands, done):
             continue
         cand, proven = _milp(ctx, cands, POLISH_NODES, links=POLISH_LINKS,
-                             start=None if cold else best)
+                             start=None if cold else best,
+                             time_cap=max(POLISH_MIN_S, POLISH_CAP * deadline_s))
         cold = False
         done = cands
         if cand is not None and cand.better(best):
@@ -610,6 +616,14 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
             break
         pool.append(_build(ctx, o, w))
         ctx.work += max(START_UNITS_PER_ROUTE * ci.n_routes - 1.0, 0.0)
+        if k == 0 and not pool[-1].valid and np.any(ci.max_unserved > 0) \
+                and not ctx.stop(2 * ctx.build_s):
+            # the first pass broke a cap while unserved demand is allowed: a start that
+            # covers every type's required share first is often the only valid greedy
+            # plan under a tight budget (greedy.construct_required_first)
+            s2 = construct_required_first(ci, p, o, m2=m2, m3=m3)
+            pool.append(ctx.plan(ctx.ar.trim(s2.rep, s2.x), s2.x))
+            ctx.work += max(2 * START_UNITS_PER_ROUTE * ci.n_routes - 1.0, 0.0)
     pool.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
     distinct = list({q.rep.tobytes(): q for q in reversed(pool)}.values())[::-1]
     distinct.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))

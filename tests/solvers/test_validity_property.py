@@ -95,3 +95,26 @@ def test_gate_rejects_plans_over_budget_or_inventory(catalog) -> None:
         assert ctx.valid and ctx.valid[0].cost == pytest.approx(ok.cost)
     else:
         assert res.stats["valid_plan"] is False and "no plan meeting" in res.explanation[0]
+
+
+@pytest.mark.parametrize("family", ["tight_budget", "mixed"])
+def test_required_shares_first_rescues_gh_under_tight_budgets(catalog, checker, family) -> None:
+    """A single greedy pass spends a budget 0.9 x the witness fleet on the first query types
+    and leaves later ones above their unserved cap; GH's second pass covers every type's
+    required share first (greedy.construct_required_first) and its plan is valid."""
+    from solvers.greedy import (construct, default_order, finish, prepare, solve_gh,
+                                trim_replicas)
+
+    rescued = 0
+    for seed in range(3):
+        inst = generate_family(catalog, family, 8, 6, 8, seed=seed, budget_fraction=0.9)
+        ci = compile_instance(inst)
+        p = prepare(ci)
+        s = construct(ci, p, default_order(ci))
+        one = finish(ci, "gh", trim_replicas(ci, s.rep, s.x), s.x, 0.0)
+        res = solve_gh(ci)
+        assert _judge(ci, inst, res, checker) or one.status != Status.FEASIBLE
+        if one.status != Status.FEASIBLE and res.status == Status.FEASIBLE:
+            assert res.stats["pass"] == "required_first"
+            rescued += 1
+    assert rescued >= 2
