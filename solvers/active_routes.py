@@ -61,6 +61,18 @@ class ActiveRoutes:
         return float(ci.lam @ np.maximum(1.0 - served - ci.max_unserved, 0.0)
                      + ci.lam @ np.maximum(err - acc_tol, 0.0))
 
+    def within_caps(self, x: FloatArray, rs: IntArray | None = None, tol: float = 1e-7) -> bool:
+        """Every query type's unserved share and served-traffic error within its bounds, to
+        `tol` per type (the validator allows 1e-6): `excess` weighs these by demand, so at
+        hundreds of requests per second round-off alone would make a valid plan look
+        invalid to an absolute threshold."""
+        ci = self.ci
+        rs = self.support(x) if rs is None else rs
+        qt = ci.route_qt[rs]
+        served = wsum(qt, weights=x[rs], minlength=ci.n_qt)
+        err = wsum(qt, weights=self.ee[rs] * x[rs], minlength=ci.n_qt)
+        return bool(np.all(1.0 - served - ci.max_unserved <= tol) and np.all(err <= tol))
+
     def limits_excess(self, rep: IntArray, x: FloatArray, rs: IntArray | None = None,
                       rel_tol: float = 1e-7) -> float:
         """How far a plan breaks the fleet-level constraints (0 when it keeps them all):

@@ -75,7 +75,8 @@ from .pool_milp import expected_overrun_s, pool_duals, pool_support, solve_pool
 from .result import SolveResult, Status
 
 DEFAULT_STARTS = 12
-START_SHARE = 0.1     # greedy starts stop once this share of the work budget is spent
+START_SHARE = 0.1     # greedy starts stop once this share of the work budget is spent, or
+#                       (the deadline cutting the search short) this share of the deadline
 POOL_PLANS = 2        # best distinct starts whose deployments seed add-drop's list
 POOL_SIBLINGS = 2     # same-model alternatives per deployment in that list
 POLISH_LEVELS = ((2, 2, 1), (4, 4, 2), (8, 8, 3))  # polish pools: (starts, siblings, options
@@ -121,17 +122,21 @@ class _Plan:
     cost: float        # objective + switch cost (what AGH minimises)
     rep: IntArray
     x: FloatArray
+    ok: bool | None = None  # every constraint holds (validator tolerances, unweighted); None:
+    #                         judged by excess alone. The excess is demand-weighted, so at
+    #                         high load float noise alone can exceed VALID_EPS on a valid plan
 
     @property
     def valid(self) -> bool:
-        return self.excess <= VALID_EPS
+        return self.excess <= VALID_EPS if self.ok is None else self.ok
 
     def better(self, other: _Plan | None) -> bool:
         if other is None:
             return True
-        if self.excess > 1e-9 or other.excess > 1e-9:
-            if abs(self.excess - other.excess) > 1e-9:
-                return self.excess < other.excess
+        if self.valid != other.valid:
+            return self.valid
+        if not self.valid and abs(self.excess - other.excess) > 1e-9:
+            return self.excess < other.excess
         return self.cost < other.cost - 1e-9 * max(1.0, abs(other.cost))
 
 
@@ -177,8 +182,10 @@ class _Ctx:
         self.work += 1
         rs = self.ar.support(x)
         # accuracy counts too: a repair that scales traffic down (clean) can break it
-        excess = self.ar.excess(x, ACC_TOL, rs) + self.ar.limits_excess(rep, x, rs)
-        out = _Plan(excess, self.ar.cost(rep, x, rs) + self.switch(rep), rep, x)
+        limits = self.ar.limits_excess(rep, x, rs)
+        excess = self.ar.excess(x, ACC_TOL, rs) + limits
+        out = _Plan(excess, self.ar.cost(rep, x, rs) + self.switch(rep), rep, x,
+                    ok=limits == 0.0 and self.ar.within_caps(x, rs))
         self.keep(out)
         return out
 
@@ -314,7 +321,7 @@ def _ruin_recreate(ctx: _Ctx, cur: _Plan) -> _Plan:
         cand = _build(ctx, order, 1.0, s)
         if cand.better(cur):
             return cand
-        if cand.excess <= 1e-9 and cand.cost < cur.cost * 1.25:
+        if cand.valid and cand.cost < cur.cost * 1.25:
             cand = _rebalance(ctx, cand)
             if cand.better(cur):
                 return cand
@@ -614,6 +621,9 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
     for k, (o, w) in enumerate(orders):
         if k > 0 and (ctx.work >= START_SHARE * ctx.work_budget or ctx.stop(ctx.build_s)):
             break
+        if k > 0 and time.perf_counter() - t0 > START_SHARE * deadline_s:
+            ctx.cut = True  # a slow machine: keep the deadline's time for the moves
+            break
         pool.append(_build(ctx, o, w))
         ctx.work += max(START_UNITS_PER_ROUTE * ci.n_routes - 1.0, 0.0)
         if k == 0 and not pool[-1].valid and np.any(ci.max_unserved > 0) \
@@ -624,9 +634,9 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
             s2 = construct_required_first(ci, p, o, m2=m2, m3=m3)
             pool.append(ctx.plan(ctx.ar.trim(s2.rep, s2.x), s2.x))
             ctx.work += max(2 * START_UNITS_PER_ROUTE * ci.n_routes - 1.0, 0.0)
-    pool.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
+    pool.sort(key=lambda q: (not q.valid, q.excess, q.cost))
     distinct = list({q.rep.tobytes(): q for q in reversed(pool)}.values())[::-1]
-    distinct.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
+    distinct.sort(key=lambda q: (not q.valid, q.excess, q.cost))
     best = distinct[0]
     # per-query-type rankings for MILP pools and add-drop (~10 ms at (30,30,30))
     pools = PoolBuilder(ci, p) if (polish or lns or local_search) and not ctx.stop(0.05) else None

@@ -214,6 +214,8 @@ def generate_family(catalog: Mapping[str, Any], family: str, n_qt: int, n_models
         return inst
     ci = compile_instance(inst)
     ref = (reference or witness)(ci)
+    if not np.any(np.asarray(ref.replicas) > 0):  # the reference solve found no plan in time
+        ref = witness(ci)
     ref_cost = float(np.asarray(ref.replicas) @ ci.cand_cost)
     ref_gpus = gpu_use(ci, ref.replicas)
     mixed = family == "mixed"
