@@ -26,11 +26,16 @@ def _load(path: Path, cls: type[Instance] | type[Plan]) -> Any:
         raise click.ClickException(f"{path}: {exc.strerror}") from exc
 
 
-def _options(method: str, time_limit: float | None, seed: int) -> dict[str, Any]:
+def _options(method: str, time_limit: float | None, seed: int,
+             work: float | None = None) -> dict[str, Any]:
     if method in ("milp", "cpsat"):
         return {"time_limit_s": time_limit if time_limit is not None else 60.0}
     if method == "agh":
-        return {"deadline_s": time_limit if time_limit is not None else 0.5, "seed": seed}
+        out: dict[str, Any] = {"deadline_s": time_limit if time_limit is not None else 0.5,
+                               "seed": seed}
+        if work is not None:
+            out["work"] = work
+        return out
     return {}
 
 
@@ -43,18 +48,32 @@ def _options(method: str, time_limit: float | None, seed: int) -> dict[str, Any]
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write the plan JSON here (default: stdout)")
+@click.option("--work", type=float, default=None,
+              help="AGH's work budget (units; default solvers.adaptive.DEFAULT_WORK): with the "
+              "seed it fixes the plan unless the deadline cuts the search short")
+@click.option("--latency-headroom", type=float, default=1.0, show_default=True,
+              help="plan as if every latency were this factor higher (solvers.robust)")
+@click.option("--error-margin", type=float, default=1.0, show_default=True,
+              help="plan as if every model error were this factor higher (solvers.robust)")
 def solve(instance_path: Path, method: str, time_limit: float | None, seed: int,
-          output: Path | None) -> None:
+          output: Path | None, work: float | None = None, latency_headroom: float = 1.0,
+          error_margin: float = 1.0) -> None:
     """Solve INSTANCE.json and write a plan in the spec's format."""
     from solvers import BackendUnavailable, check_result, compile_instance, solve as run, to_plan
     from solvers.explain import explain
 
+    from solvers.robust import with_margins
+
     inst = _load(instance_path, Instance).to_spec()
+    try:
+        inst = with_margins(inst, latency_headroom, error_margin)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     t0 = time.perf_counter()
     ci = compile_instance(inst)
     compile_s = time.perf_counter() - t0
     try:
-        res = run(ci, method, **_options(method, time_limit, seed))
+        res = run(ci, method, **_options(method, time_limit, seed, work))
     except BackendUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     report = check_result(ci, res) if res.has_solution else None

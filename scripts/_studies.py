@@ -1,7 +1,6 @@
 """Shared helpers of the study scripts: frozen-plan evaluation and docs/studies.md sections."""
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_doc import md_table, update_section  # noqa: E402,F401  (md_table: re-exported for the studies)
-from solvers.compile import DEFAULT_CONSTANTS, CompiledInstance  # noqa: E402
+from solvers.compile import CompiledInstance  # noqa: E402
 from solvers.plan_codec import cand_index, cand_key  # noqa: E402
 from solvers.result import objective  # noqa: E402
 from solvers.route_lp import route_lp  # noqa: E402
@@ -26,29 +25,12 @@ STUDIES_HEADER = "# Studies\n\nReproductions of the paper's studies (arXiv 2604.
 
 
 def stressed(inst: dict, lat: float = 1.0, err: float = 1.0) -> dict:
-    """The instance with every time of spec section 2 multiplied by `lat` (rates / lat,
-    fixed delays x lat: T_pre and t_tok scale exactly) and model errors multiplied by `err`.
-    Recompiling it re-selects each route's operating point: a deployment keeps its latency
-    SLO with a smaller batch (lower mu) where it can, and the route is lost where it cannot."""
-    out = copy.deepcopy(inst)
-    for g in out["gpus"]:
-        g["tflops"] = {q: v / lat for q, v in g["tflops"].items()}
-        g["bandwidth_tbps"] /= lat
-        g["link_gbps"] /= lat
-        g["link_latency_us"] *= lat
-        # per-GPU calibration (spec section 1) and the per-TP all-reduce figures scale the same way
-        for layer in [g.get("constants") or {}, *(g.get("constants_by_precision") or {}).values()]:
-            if "step_overhead_s" in layer:
-                layer["step_overhead_s"] *= lat
-        for row in (g.get("allreduce_by_tp") or {}).values():
-            row["busbw_gbps"] /= lat
-            row["latency_us"] *= lat
-    const = {**DEFAULT_CONSTANTS, **(out.get("constants") or {})}
-    const["step_overhead_s"] *= lat
-    out["constants"] = const
-    for m in out["models"]:
-        m["error"] = {k: min(1.0, v * err) for k, v in (m.get("error") or {}).items()}
-    return out
+    """The instance with every time of spec section 2 multiplied by `lat` and model errors
+    multiplied by `err`: solvers.robust.with_margins, the same transformation robust
+    planning plans on (kept under this name for the studies)."""
+    from solvers.robust import with_margins
+
+    return with_margins(inst, lat, err)
 
 
 def realise(ci: CompiledInstance, replicas: np.ndarray, ci_eval: CompiledInstance | None = None,

@@ -378,7 +378,13 @@ def main() -> None:
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--no-cache", action="store_true", help="re-solve the exact MILPs")
     ap.add_argument("--csv", default=str(FIG / "bench_solvers.csv"))
+    ap.add_argument("--families", action="store_true",
+                    help="issue 15's family sweep (high load, tight budget, scarce inventory, "
+                    "mixed; scripts/_solver_families.py) instead of the base sweep")
+    ap.add_argument("--hogs", default="0,1", help="with --families: CPU-bound processes beside AGH")
     args = ap.parse_args()
+    if args.families:
+        return families_main(args)
     if args.quick:
         sizes = args.sizes or ["6,6,10", "10,10,10", "20,20,20"]
         args.seeds = args.seeds or "1"
@@ -415,6 +421,25 @@ def main() -> None:
     print_rich(summary, args)
     if not args.no_docs:
         write_doc(summary, rows, args, plots(rows, summary))
+
+
+def families_main(args) -> None:
+    from bench_doc import machine
+
+    from _solver_families import families_md, run_families, summary
+
+    sizes = [tuple(int(v) for v in sz.split(",")) for sz in (args.sizes or ["10,10,10", "20,20,20"])]
+    args.seed_counts = parse_deadlines(args.seeds or "2,20x20x20=1")
+    seeds = {sz: seeds_for(args, sz) for sz in sizes}
+    dls = parse_deadlines(args.agh_deadline)
+    deadlines = {sz: dls[1].get("x".join(map(str, sz)), dls[0]) for sz in sizes}
+    exact_s = args.exact_time_limit or 30.0
+    hogs = tuple(int(h) for h in args.hogs.split(","))
+    rows = run_families(load_catalog().model_dump(mode="json"), sizes, seeds, deadlines,
+                        exact_s, 10.0, hogs, _checker())
+    if not args.no_docs:
+        update_section("solver_families", families_md(rows, hogs, exact_s, 10.0, machine()))
+    print(json.dumps({"families": summary(rows, hogs), "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -53,8 +53,12 @@ def get_backend(method: str) -> Any:
 
 
 def solve(ci: CompiledInstance, method: str, **options: Any) -> SolveResult:
-    """Run one backend by name; options are passed through (time_limit_s, deadline_s, seed...)."""
-    return get_backend(method)(ci, **options)
+    """Run one backend by name; options are passed through (time_limit_s, deadline_s, seed...).
+    The result passes the validity gate (solvers.gate): never an invalid plan labelled
+    feasible/optimal, never a failure without a reason."""
+    from .gate import gate
+
+    return gate(ci, get_backend(method)(ci, **options))
 
 
 __all__ = ["BACKENDS", "Backend", "BackendUnavailable", "CompiledInstance", "Report",

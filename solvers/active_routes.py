@@ -61,6 +61,38 @@ class ActiveRoutes:
         return float(ci.lam @ np.maximum(1.0 - served - ci.max_unserved, 0.0)
                      + ci.lam @ np.maximum(err - acc_tol, 0.0))
 
+    def within_caps(self, x: FloatArray, rs: IntArray | None = None, tol: float = 1e-7) -> bool:
+        """Every query type's unserved share and served-traffic error within its bounds, to
+        `tol` per type (the validator allows 1e-6): `excess` weighs these by demand, so at
+        hundreds of requests per second round-off alone would make a valid plan look
+        invalid to an absolute threshold."""
+        ci = self.ci
+        rs = self.support(x) if rs is None else rs
+        qt = ci.route_qt[rs]
+        served = wsum(qt, weights=x[rs], minlength=ci.n_qt)
+        err = wsum(qt, weights=self.ee[rs] * x[rs], minlength=ci.n_qt)
+        return bool(np.all(1.0 - served - ci.max_unserved <= tol) and np.all(err <= tol))
+
+    def limits_excess(self, rep: IntArray, x: FloatArray, rs: IntArray | None = None,
+                      rel_tol: float = 1e-7) -> float:
+        """How far a plan breaks the fleet-level constraints (0 when it keeps them all):
+        capacity overload in replica-equivalents, budget overrun in dollars per hour over
+        the budget, GPUs over inventory. Stricter than the validator (solvers.validate,
+        1e-6) so a plan passing here passes there. Add-drop and warm starts can produce
+        plans over budget or inventory; AGH's validity gate (adaptive._Ctx.plan) counts
+        this excess so such a plan never replaces a valid incumbent."""
+        ci = self.ci
+        rs = self.support(x) if rs is None else rs
+        load = self.load(x, rs)
+        cap = ci.max_utilization * rep
+        over = float(np.sum(np.maximum(load - cap * (1 + rel_tol) - 1e-9, 0.0)))
+        spent = float(rep @ ci.cand_cost)
+        if spent > ci.budget * (1 + rel_tol) + 1e-9:
+            over += (spent - ci.budget) / max(ci.budget, 1.0)
+        gpu_n = np.bincount(ci.cand_gpu, weights=rep * ci.cand_ngpu, minlength=len(ci.gpu_ids))
+        over += float(np.sum(np.maximum(gpu_n - ci.gpu_count, 0.0)))
+        return over
+
     def load(self, x: FloatArray, rs: IntArray | None = None) -> FloatArray:
         rs = self.support(x) if rs is None else rs
         return wsum(self.ci.route_cand[rs], weights=self.lc[rs] * x[rs],

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -69,20 +69,19 @@ from ._typing import FloatArray, IntArray
 from .active_routes import ActiveRoutes, wsum
 from .agh_pools import PoolBuilder
 from .compile import CompiledInstance
-from .greedy import Prep, State, construct, default_order, finish, prepare
+from .greedy import (Prep, State, construct, construct_required_first, default_order, finish,
+                     prepare)
 from .pool_milp import expected_overrun_s, pool_duals, pool_support, solve_pool
-from .result import SolveResult
+from .result import SolveResult, Status
 
 DEFAULT_STARTS = 12
-START_SHARE = 0.1     # at most this share of the deadline goes to greedy starts
+START_SHARE = 0.1     # greedy starts stop once this share of the work budget is spent, or
+#                       (the deadline cutting the search short) this share of the deadline
 POOL_PLANS = 2        # best distinct starts whose deployments seed add-drop's list
 POOL_SIBLINGS = 2     # same-model alternatives per deployment in that list
 POLISH_LEVELS = ((2, 2, 1), (4, 4, 2), (8, 8, 3))  # polish pools: (starts, siblings, options
 #                                                   per query type and key), widened in turn
 POLISH_POOL = 40      # the first polish MILP: the widest level with at most this many candidates
-POLISH_SHARE = 0.9    # a polish MILP may use this share of the time left, but no more
-POLISH_MIN_S = 0.4    # than the larger of this and
-POLISH_CAP = 0.5      # this share of the deadline (the rest goes to neighbourhood MILPs)
 POLISH_LINKS = False  # x_r <= r_d rows in the polish MILP: a stronger LP bound, but a slower
 #                       root; started from AGH's plan, HiGHS finds better plans sooner
 #                       without them ((30,30,30): the optimum in ~0.8 s instead of ~1.1 s)
@@ -96,27 +95,48 @@ WIDE_MIXERS = 12      # this many mixers (agh_pools.PoolBuilder.mixers) and
 WIDE_FILLERS = 10     # this many fillers
 LNS_VARIANTS = 6      # variants per freed deployment in a neighbourhood MILP
 LNS_DEPTH = 2         # per-query-type options (per key) of the freed traffic
-LNS_MIN_S = 0.1       # time limit of one neighbourhood MILP: at least this, or
-LNS_SHARE = 0.35      # this share of the time left
 MILP_GAP = 0.002      # relative MIP gap of every MILP move (well inside the 1 % target)
 ACC_TOL = 1e-9        # served-traffic error excess tolerated in a plan (validator: 1e-6)
 FINISH_S_PER_ROUTE = 1.2e-7  # time kept for the final validation pass (finish), per route
+VALID_EPS = 1e-9      # a plan whose excess is at most this is valid
+# work budget (deterministic anytime search): one unit per plan evaluation and per routing
+# LP, MILP_UNITS per MILP move, whose branch and bound is capped at a node count; the
+# deadline only cuts the search short (stats["ended_by"])
+DEFAULT_WORK = 3000   # units; see docs/benchmarks.md (solver families) for what it buys
+MILP_UNITS = 40       # work units charged per MILP move (its LP + node search)
+START_UNITS_PER_ROUTE = 1e-3  # a full greedy start is charged this per route (at least 1
+#                       unit): ~78 units at (20,20,20), so starts stop at START_SHARE of
+#                       the budget on large instances as they did at a share of the deadline
+POLISH_NODES = 2000   # node limit of a polish MILP; its time is also capped at the larger
+POLISH_MIN_S = 0.4    # of this and
+POLISH_CAP = 0.5      # this share of the deadline, so a slow root leaves time for the moves
+#                       after it (hitting that cap counts as the deadline cutting the search)
+LNS_NODES = 200       # node limit of a neighbourhood MILP (doubled on each retry)
+KEEP_VALID = 4        # best valid plans kept for the final gate (solvers.validate)
 
 
 @dataclass(frozen=True)
 class _Plan:
     excess: float      # demand-weighted unserved fraction above max_unserved + accuracy
-    #                    excess (0 = valid)
+    #                    excess + capacity/budget/inventory excess (0 = valid)
     cost: float        # objective + switch cost (what AGH minimises)
     rep: IntArray
     x: FloatArray
+    ok: bool | None = None  # every constraint holds (validator tolerances, unweighted); None:
+    #                         judged by excess alone. The excess is demand-weighted, so at
+    #                         high load float noise alone can exceed VALID_EPS on a valid plan
+
+    @property
+    def valid(self) -> bool:
+        return self.excess <= VALID_EPS if self.ok is None else self.ok
 
     def better(self, other: _Plan | None) -> bool:
         if other is None:
             return True
-        if self.excess > 1e-9 or other.excess > 1e-9:
-            if abs(self.excess - other.excess) > 1e-9:
-                return self.excess < other.excess
+        if self.valid != other.valid:
+            return self.valid
+        if not self.valid and abs(self.excess - other.excess) > 1e-9:
+            return self.excess < other.excess
         return self.cost < other.cost - 1e-9 * max(1.0, abs(other.cost))
 
 
@@ -137,16 +157,53 @@ class _Ctx:
     evals: int = 0
     adds: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     extra: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # fillers
+    valid: list[_Plan] = field(default_factory=list)  # best valid plans seen, cheapest first
+    rejected: int = 0      # plans evaluated that broke a constraint
+    work_budget: float = float("inf")
+    work: float = 0.0      # units spent (see DEFAULT_WORK)
+    cut: bool = False      # the deadline, not the work budget, stopped something
+
+    def stop(self, need_s: float = 0.0) -> bool:
+        """Whether the search must stop: the work budget is spent, or the deadline (less
+        `need_s`, the time the next step needs) is reached, which is recorded: only then
+        can the plan depend on the machine's speed or load."""
+        if self.work >= self.work_budget:
+            return True
+        if self.left() <= need_s:
+            self.cut = True
+            return True
+        return False
 
     def left(self) -> float:
         return self.t_end - time.perf_counter()
 
     def plan(self, rep: IntArray, x: FloatArray) -> _Plan:
         self.evals += 1
+        self.work += 1
         rs = self.ar.support(x)
         # accuracy counts too: a repair that scales traffic down (clean) can break it
-        excess = self.ar.excess(x, ACC_TOL, rs)
-        return _Plan(excess, self.ar.cost(rep, x, rs) + self.switch(rep), rep, x)
+        limits = self.ar.limits_excess(rep, x, rs)
+        excess = self.ar.excess(x, ACC_TOL, rs) + limits
+        out = _Plan(excess, self.ar.cost(rep, x, rs) + self.switch(rep), rep, x,
+                    ok=limits == 0.0 and self.ar.within_caps(x, rs))
+        self.keep(out)
+        return out
+
+    def keep(self, q: _Plan) -> None:
+        """The validity gate's memory: every sub-step's plans pass through `plan`, and the
+        best KEEP_VALID valid ones are kept, so AGH returns a valid plan whenever it saw one
+        (whatever a later move's incumbent is)."""
+        if not q.valid:
+            self.rejected += 1
+            return
+        if len(self.valid) >= KEEP_VALID and q.cost >= self.valid[-1].cost:
+            return
+        key = q.rep.tobytes()
+        if any(v.rep.tobytes() == key and v.cost <= q.cost for v in self.valid):
+            return
+        self.valid = [v for v in self.valid if v.rep.tobytes() != key] + [q]
+        self.valid.sort(key=lambda v: v.cost)
+        del self.valid[KEEP_VALID:]
 
     def switch(self, rep: IntArray) -> float:
         if self.prev is None or self.sw <= 0:
@@ -154,9 +211,10 @@ class _Ctx:
         return float(self.sw * np.abs(rep - self.prev) @ self.ci.cand_ngpu)
 
     def lp(self, rep: IntArray, consolidate: float = 0.0) -> FloatArray | None:
-        if self.left() <= 0.002:
+        if self.stop(0.002):
             return None
         self.lp_calls += 1
+        self.work += 1
         return self.ar.route_lp(rep, consolidate=consolidate,
                                 time_limit_s=max(self.left() - 0.003, 0.001))
 
@@ -227,11 +285,11 @@ def _consolidate(ctx: _Ctx, cur: _Plan) -> _Plan:
     cur = _rebalance(ctx, cur)
     for whole in (True, False):
         changed = True
-        while changed and ctx.left() > 0:
+        while changed and not ctx.stop():
             changed = False
             for d in np.argsort(-ci.cand_cost * cur.rep, kind="stable"):
                 # a lone replica was already tried as a whole deployment
-                if cur.rep[d] <= (0 if whole else 1) or ctx.left() <= 0:
+                if cur.rep[d] <= (0 if whole else 1) or ctx.stop():
                     continue
                 rep = cur.rep.copy()
                 rep[d] = 0 if whole else rep[d] - 1
@@ -251,7 +309,7 @@ def _ruin_recreate(ctx: _Ctx, cur: _Plan) -> _Plan:
     active = [int(d) for d in np.argsort(-ci.cand_cost * cur.rep, kind="stable") if cur.rep[d] > 0]
     groups = [(d,) for d in active] + [(a, b) for k, a in enumerate(active) for b in active[k + 1:]]
     for g in groups:
-        if ctx.left() <= ctx.build_s / 2:  # a re-serve is a partial greedy pass
+        if ctx.stop(ctx.build_s / 2):  # a re-serve is a partial greedy pass
             break
         rep, x = cur.rep.copy(), cur.x.copy()
         gone = ctx.ar.routes_of(np.array(g))
@@ -263,7 +321,7 @@ def _ruin_recreate(ctx: _Ctx, cur: _Plan) -> _Plan:
         cand = _build(ctx, order, 1.0, s)
         if cand.better(cur):
             return cand
-        if cand.excess <= 1e-9 and cand.cost < cur.cost * 1.25:
+        if cand.valid and cand.cost < cur.cost * 1.25:
             cand = _rebalance(ctx, cand)
             if cand.better(cur):
                 return cand
@@ -276,7 +334,7 @@ def _add_drop(ctx: _Ctx, cur: _Plan, adds: IntArray) -> _Plan:
     consolidation cannot reach. First improvement wins."""
     ci = ctx.ci
     for d in adds:
-        if ctx.left() <= 0:
+        if ctx.stop():
             break
         rep = cur.rep.copy()
         rep[d] += 1
@@ -288,7 +346,7 @@ def _add_drop(ctx: _Ctx, cur: _Plan, adds: IntArray) -> _Plan:
             return _consolidate(ctx, trial)
         rep = trial.rep
         for e in np.argsort(-ci.cand_cost * rep, kind="stable"):
-            if ctx.left() <= 0 or ci.cand_cost[e] * rep[e] <= ci.cand_cost[d] + 1e-9:
+            if ctx.stop() or ci.cand_cost[e] * rep[e] <= ci.cand_cost[d] + 1e-9:
                 break
             if e == d:
                 continue
@@ -316,16 +374,16 @@ def _improve(ctx: _Ctx, cur: _Plan, local_search: bool, consolidate: bool,
              lns: LNS | None = None) -> _Plan:
     """Consolidate, then the first improving move among: a neighbourhood MILP (exact and
     cheap with most replicas fixed), add-drop, ruin-and-recreate; repeat until none helps."""
-    while ctx.left() > 0:
+    while not ctx.stop():
         before = cur
         if consolidate:
             cur = _consolidate(ctx, cur)
-        if lns is not None and ctx.left() > 0:
+        if lns is not None and not ctx.stop():
             nxt = lns.step(cur)
             if nxt.better(cur):
                 cur = nxt
                 continue
-        if local_search and ctx.left() > 0:
+        if local_search and not ctx.stop():
             nxt = _add_drop(ctx, cur, add_candidates(ctx.ci, cur, ctx.adds))
             cur = nxt if nxt.better(cur) else _ruin_recreate(ctx, cur)
         if not cur.better(before):
@@ -335,19 +393,24 @@ def _improve(ctx: _Ctx, cur: _Plan, local_search: bool, consolidate: bool,
 
 # ---- MILP moves -------------------------------------------------------------------------------
 
-def _milp(ctx: _Ctx, cands: IntArray, time_limit_s: float, fixed: dict[int, int] | None = None,
-          links: bool = False, start: _Plan | None = None) -> tuple[_Plan | None, bool]:
+def _milp(ctx: _Ctx, cands: IntArray, nodes: int, fixed: dict[int, int] | None = None,
+          links: bool = False, start: _Plan | None = None,
+          time_cap: float = float("inf")) -> tuple[_Plan | None, bool]:
     """Pool MILP (solvers.pool_milp): (plan or None, whether the pool optimum was proven).
     `start` (if its deployments are in the pool) is HiGHS's starting solution. The routing
-    is redone by the route LP, which keeps a margin against solver round-off."""
-    budget = min(time_limit_s, ctx.left() - 0.01)
+    is redone by the route LP, which keeps a margin against solver round-off. The MILP's
+    work limit is `nodes`; its time limit is the deadline (hitting it marks the search cut)."""
     routes = int(np.count_nonzero(ctx.p.ridx[:, cands] >= 0))
-    if len(cands) == 0 or budget < 0.01 + expected_overrun_s(routes):
+    if len(cands) == 0 or ctx.stop(0.02 + expected_overrun_s(routes)):
         return None, False
     ctx.milps += 1
-    out = solve_pool(ctx.ci, cands, budget, fixed=fixed, prev=ctx.prev,
+    ctx.work += MILP_UNITS
+    info: dict = {}
+    out = solve_pool(ctx.ci, cands, min(ctx.left() - 0.01, time_cap), fixed=fixed, prev=ctx.prev,
                      switch_cost_per_gpu=ctx.sw, links=links, rel_gap=MILP_GAP,
-                     start=start.rep if start is not None and ctx.warm_milp else None)
+                     start=start.rep if start is not None and ctx.warm_milp else None,
+                     max_nodes=nodes, info=info)
+    ctx.cut |= bool(info.get("timed_out"))
     if out is None:
         return None, False
     rep, x, proven = out
@@ -372,12 +435,12 @@ def neighbourhoods(ci: CompiledInstance, cur: _Plan) -> list[tuple[int, ...]]:
 
 class LNS:
     """Neighbourhood MILPs around an incumbent. A neighbourhood whose MILP was proven
-    optimal is not tried again for the same incumbent; one cut off by its time limit is
+    optimal is not tried again for the same incumbent; one cut off by its node limit is
     retried with twice the limit once every other neighbourhood had its turn."""
 
     def __init__(self, ctx: _Ctx, pools: PoolBuilder) -> None:
         self.ctx, self.pools = ctx, pools
-        self.limit: dict[bytes, float] = {}   # neighbourhood -> last time limit (inf: solved)
+        self.limit: dict[bytes, float] = {}   # neighbourhood -> last node limit (inf: solved)
         self.wins = 0
 
     def pool(self, cur: _Plan, free: tuple[int, ...]) -> IntArray:
@@ -399,15 +462,15 @@ class LNS:
         groups.sort(key=lambda g: (len(g[0]), len(g[1])))
         for scale in (1.0, 2.0, 4.0):
             for free, pool in groups:
-                if ctx.left() <= 0.01:
+                if ctx.stop(0.01):
                     return cur
                 key = cur.rep.tobytes() + np.array(free).tobytes()
-                base = max(LNS_MIN_S, LNS_SHARE * ctx.left()) * (1 + len(free) // 3)
+                base = LNS_NODES * (1 + len(free) // 3)
                 if self.limit.get(key, 0.0) >= base * scale:
                     continue
                 fixed = {int(d): int(cur.rep[d]) for d in np.flatnonzero(cur.rep > 0)
                          if d not in free}
-                cand, proven = _milp(ctx, pool, base * scale, fixed=fixed, start=cur)
+                cand, proven = _milp(ctx, pool, int(base * scale), fixed=fixed, start=cur)
                 self.limit[key] = np.inf if proven else base * scale
                 if cand is not None and cand.better(cur):
                     self.wins += 1
@@ -425,7 +488,6 @@ def _polish(ctx: _Ctx, pools: PoolBuilder, best: _Plan, starts: list[_Plan],
     levels = [pools.plan_pool([(q.rep, q.x) for q in [best] + starts[:n]], sib, depth)
               for n, sib, depth in POLISH_LEVELS]
     first = max([0] + [k for k, c in enumerate(levels) if len(c) <= POLISH_POOL])
-    cap = max(POLISH_MIN_S, POLISH_CAP * deadline_s)
     cold = False
     if lp_pool:
         lp_cands = _lp_pool(ctx, pools, best, hubs)
@@ -436,21 +498,18 @@ def _polish(ctx: _Ctx, pools: PoolBuilder, best: _Plan, starts: list[_Plan],
     priced = np.zeros(0, dtype=np.int64)
     wins = 0
     for cands in levels[first:]:
-        if ctx.left() <= 0:
+        if ctx.stop():
             break
         if len(done) and PRICED > 0 and len(priced) == 0:
-            duals = pool_duals(ctx.ci, done, time_limit_s=max(ctx.left() / 4, 0.005))
+            duals = pool_duals(ctx.ci, done, time_limit_s=max(ctx.left(), 0.005))
             if duals is not None:
                 priced = pools.priced(*duals, ctx.ar.lat_cost, PRICED)
         cands = np.union1d(cands, priced)
         if np.array_equal(cands, done):
             continue
-        # the share kept back is for the moves after the polish; when it would be too short
-        # for even one neighbourhood MILP, the polish gets it too
-        left = ctx.left()
-        share = POLISH_SHARE if (1 - POLISH_SHARE) * left >= LNS_MIN_S else 1.0
-        limit = min(share * left, cap)
-        cand, proven = _milp(ctx, cands, limit, links=POLISH_LINKS, start=None if cold else best)
+        cand, proven = _milp(ctx, cands, POLISH_NODES, links=POLISH_LINKS,
+                             start=None if cold else best,
+                             time_cap=max(POLISH_MIN_S, POLISH_CAP * deadline_s))
         cold = False
         done = cands
         if cand is not None and cand.better(best):
@@ -476,7 +535,7 @@ def _lp_pool(ctx: _Ctx, pools: PoolBuilder, best: _Plan, hubs: bool = True) -> I
         return None
     wide = np.unique(np.concatenate([pools.per_qt(None, WIDE_DEPTH, hubs),
                                      pools.mixers(WIDE_MIXERS), pools.fillers(WIDE_FILLERS)]))
-    used = pool_support(ctx.ci, wide, time_limit_s=max(min(ctx.left() / 4, 0.2), 0.005))
+    used = pool_support(ctx.ci, wide, time_limit_s=max(ctx.left(), 0.005))
     if used is None:
         return None
     out = np.union1d(base, used)
@@ -490,7 +549,7 @@ def _fillers(ctx: _Ctx, pools: PoolBuilder, best: _Plan) -> IntArray:
     type's best options)."""
     fill = pools.fillers(FILLERS)
     base = np.unique(np.concatenate([np.flatnonzero(best.rep > 0), fill, pools.per_qt(None, 1)]))
-    duals = pool_duals(ctx.ci, base, time_limit_s=max(min(ctx.left() / 4, 0.2), 0.005))
+    duals = pool_duals(ctx.ci, base, time_limit_s=max(ctx.left(), 0.005))
     if duals is None:
         return fill
     return np.union1d(fill, pools.priced(*duals, ctx.ar.lat_cost, FILLERS))
@@ -529,8 +588,20 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
               starts: int = DEFAULT_STARTS, local_search: bool = True, consolidate: bool = True,
               m1: bool = True, m2: bool = True, m3: bool = True,
               polish: bool = True, lns: bool = True, fillers: bool = True,
-              warm_milp: bool = True, hubs: bool = True, lp_pool: bool = True) -> SolveResult:
-    """Best plan found within `deadline_s` (wall clock, checked inside every loop)."""
+              warm_milp: bool = True, hubs: bool = True, lp_pool: bool = True,
+              explain_s: float = 0.0, work: float | None = DEFAULT_WORK) -> SolveResult:
+    """Best valid plan found with `work` units of search (see DEFAULT_WORK; None: no work
+    limit) from `seed`, cut short by `deadline_s` (wall clock, checked inside every loop).
+    Every choice the search makes depends on the work done, never on the clock, so the
+    same instance, seed and options give the same plan on an idle or a loaded machine
+    unless the deadline hits (stats["ended_by"] says "deadline" then; "budget" when the
+    work ran out, "converged" when no move improved first). When no valid plan was seen,
+    the result says so with solvers.explain's route-level reasons (cheap) and, when
+    `explain_s` > 0, its fleet-level ones (elastic MILP re-solves, which take seconds at
+    (20,20,20) and so run past the deadline: off by default)."""
+    if work is not None and not work > 0:
+        raise ValueError(f"work must be a positive number of units or None, got {work!r}")
+    explain_s = float(explain_s)
     t0 = time.perf_counter()
     if ci.n_routes == 0:
         return finish(ci, "agh", np.zeros(ci.n_cand, dtype=np.int64), np.zeros(0), t0)
@@ -542,35 +613,47 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
     finish_s = max(FINISH_S_PER_ROUTE * ci.n_routes, time.perf_counter() - t0)
     ctx = _Ctx(ci, p, t0 + 0.97 * deadline_s - 0.003 - finish_s, prev,
                float(switch_cost_per_gpu), m2, m3, ActiveRoutes(ci, p.lc, p.ridx),
-               warm_milp=warm_milp)
+               warm_milp=warm_milp, work_budget=float("inf") if work is None else float(work))
     pool: list[_Plan] = []
     if warm_start is not None:
         pool += _warm(ctx, warm_start)
     orders = start_orders(ci, p, max(1, starts), seed)
     for k, (o, w) in enumerate(orders):
-        if k > 0 and (ctx.left() <= (1 - START_SHARE) * deadline_s or ctx.left() < ctx.build_s):
+        if k > 0 and (ctx.work >= START_SHARE * ctx.work_budget or ctx.stop(ctx.build_s)):
+            break
+        if k > 0 and time.perf_counter() - t0 > START_SHARE * deadline_s:
+            ctx.cut = True  # a slow machine: keep the deadline's time for the moves
             break
         pool.append(_build(ctx, o, w))
-    pool.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
+        ctx.work += max(START_UNITS_PER_ROUTE * ci.n_routes - 1.0, 0.0)
+        if k == 0 and not pool[-1].valid and np.any(ci.max_unserved > 0) \
+                and not ctx.stop(2 * ctx.build_s):
+            # the first pass broke a cap while unserved demand is allowed: a start that
+            # covers every type's required share first is often the only valid greedy
+            # plan under a tight budget (greedy.construct_required_first)
+            s2 = construct_required_first(ci, p, o, m2=m2, m3=m3)
+            pool.append(ctx.plan(ctx.ar.trim(s2.rep, s2.x), s2.x))
+            ctx.work += max(2 * START_UNITS_PER_ROUTE * ci.n_routes - 1.0, 0.0)
+    pool.sort(key=lambda q: (not q.valid, q.excess, q.cost))
     distinct = list({q.rep.tobytes(): q for q in reversed(pool)}.values())[::-1]
-    distinct.sort(key=lambda q: (q.excess > 1e-9, q.excess, q.cost))
+    distinct.sort(key=lambda q: (not q.valid, q.excess, q.cost))
     best = distinct[0]
     # per-query-type rankings for MILP pools and add-drop (~10 ms at (30,30,30))
-    pools = PoolBuilder(ci, p) if (polish or lns or local_search) and ctx.left() > 0.05 else None
+    pools = PoolBuilder(ci, p) if (polish or lns or local_search) and not ctx.stop(0.05) else None
     if local_search and pools is not None:  # add-drop's list of additions
         ctx.adds = pools.plan_pool([(q.rep, q.x) for q in distinct[:POOL_PLANS]], POOL_SIBLINGS)
     polished = 0
-    if consolidate and ctx.left() > 0:
+    if consolidate and not ctx.stop():
         best = _consolidate(ctx, best)
     if polish and pools is not None:
         best, polished = _polish(ctx, pools, best, distinct, deadline_s, lp_pool, hubs)
-    if fillers and pools is not None and (lns or local_search) and ctx.left() > 0:
+    if fillers and pools is not None and (lns or local_search) and not ctx.stop():
         ctx.extra = _fillers(ctx, pools, best)
         ctx.adds = np.union1d(ctx.adds, ctx.extra)
     moves = LNS(ctx, pools) if lns and pools is not None else None
     improved = 0
     for cand in [best] + [q for q in distinct if q is not best]:
-        if ctx.left() <= 0 or not (local_search or consolidate or moves):
+        if ctx.stop() or not (local_search or consolidate or moves):
             break
         improved += 1
         cand = _improve(ctx, cand, local_search, consolidate, moves)
@@ -581,5 +664,35 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
              "deadline_s": deadline_s, "seed": seed,
              "polish_wins": polished, "lns_wins": moves.wins if moves else 0,
              "fillers": len(ctx.extra), "warm_milp": warm_milp, "hubs": hubs,
-             "lp_pool": lp_pool}
-    return finish(ci, "agh", best.rep, best.x, t0, stats)
+             "lp_pool": lp_pool, "work": ctx.work, "work_budget": work,
+             "ended_by": "deadline" if ctx.cut else
+             ("budget" if ctx.work >= ctx.work_budget else "converged")}
+    return _gated(ci, ctx, best, t0, stats, explain_s)
+
+
+def _gated(ci: CompiledInstance, ctx: _Ctx, best: _Plan, t0: float, stats: dict,
+           explain_s: float) -> SolveResult:
+    """The validity gate's last step: the best valid plan seen, confirmed by the project's
+    validator (solvers.validate, through `finish`); when no plan AGH saw passes, the
+    least-violating one, labelled infeasible with the reasons of solvers.explain."""
+    order = ([best] if best.valid else []) + [v for v in ctx.valid if v is not best]
+    stats = {**stats, "rejected_plans": ctx.rejected}
+    for q in order:
+        res = finish(ci, "agh", q.rep, q.x, t0, {**stats, "valid_plan": True,
+                                                  "fell_back": q is not best})
+        if res.status == Status.FEASIBLE:
+            return res
+    res = finish(ci, "agh", best.rep, best.x, t0, {**stats, "valid_plan": False})
+    from .explain import explain as explain_infeasible  # MILP re-solves: imported when needed
+    from .explain import route_reasons
+
+    reasons = tuple(explain_infeasible(ci, time_limit_s=explain_s) if explain_s > 0
+                    else route_reasons(ci))
+    head = ("AGH saw no plan meeting every constraint (capacity, accuracy, unserved caps, "
+            "budget, inventory); the least-violating plan is returned")
+    none = ("solvers.explain found no fleet-level reason within its time limit: a valid "
+            "plan may exist that the search did not reach" if explain_s > 0 else
+            "no query type is unservable on its own; a valid plan may exist that the search "
+            "did not reach (more work or time, or explain_s > 0 for fleet-level reasons)")
+    return replace(res, status=Status.INFEASIBLE, seconds=time.perf_counter() - t0,
+                   explanation=(head,) + (reasons or (none,)) + res.explanation)

@@ -159,3 +159,79 @@ def witness(ci: CompiledInstance) -> SolveResult:
 def witness_plan(inst: Mapping[str, Any]) -> dict[str, Any]:
     ci = compile_instance(inst)
     return to_plan(ci, witness(ci))
+
+
+# ---- instance families (issue 15) -------------------------------------------------------------
+#
+# The `base` sweep runs at about $10/h, where every plan is a handful of replicas and a
+# greedy's rounding losses hide. Users plan fleets of hundreds to thousands of dollars per
+# hour, with budgets below the cheapest full-coverage fleet (some demand allowed to go
+# unserved) and GPU types in short supply. These families build such instances from the
+# same catalog; the budget and inventory are set from a *reference* plan of the
+# unconstrained instance (the exact optimum when the caller passes one, else the witness).
+
+FAMILIES = ("high_load", "tight_budget", "scarce_inventory", "mixed")
+HIGH_LOAD = (40.0, 200.0)   # arrival-rate multipliers drawn per instance: ~$300-3000/h fleets
+BUDGET_FRACTION = 0.8       # tight_budget: budget = this x the reference plan's GPU cost
+UNSERVED_CAP = 0.25         # tight_budget: at most this share of each query type unserved
+UNSERVED_PENALTY = 0.002    # $/request for unserved demand in tight_budget
+INVENTORY_FRACTION = 0.7    # scarce_inventory: this share of the reference plan's GPUs
+
+
+def gpu_use(ci: CompiledInstance, replicas: Any) -> np.ndarray:
+    """GPUs per GPU type a plan occupies."""
+    rep = np.asarray(replicas, dtype=np.float64)
+    return np.bincount(ci.cand_gpu, weights=rep * ci.cand_ngpu, minlength=len(ci.gpu_ids))
+
+
+def generate_family(catalog: Mapping[str, Any], family: str, n_qt: int, n_models: int,
+                    n_tiers: int, seed: int = 0, reference: Any = None,
+                    budget_fraction: float = BUDGET_FRACTION,
+                    inventory_fraction: float = INVENTORY_FRACTION,
+                    unserved_cap: float = UNSERVED_CAP) -> dict[str, Any]:
+    """A spec instance of `family` (see FAMILIES).
+
+    `reference(ci) -> SolveResult` solves the unconstrained high-load instance (budget
+    and inventory unlimited); its plan sets the tight budget (`budget_fraction` x its GPU
+    cost) and the scarce inventory (`inventory_fraction` x its GPUs per type, rounded
+    down, at least one where it used any). Without it the witness plan is the reference
+    (cheap, but a looser, dearer fleet, so the constraints bind less). `mixed` applies a
+    tight budget and scarce inventory together, each halfway to its family's value.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
+    if not 0 < budget_fraction <= 1 or not 0 < inventory_fraction <= 1 or not 0 <= unserved_cap < 1:
+        raise ValueError("budget_fraction and inventory_fraction must be in (0, 1], "
+                         "unserved_cap in [0, 1)")
+    rng = np.random.default_rng([seed, 15])
+    load = float(rng.uniform(*HIGH_LOAD))
+    inst = generate_instance(catalog, n_qt, n_models, n_tiers, seed=seed, load=load)
+    inst["name"] = f"fam-{family}-{n_qt}x{n_models}x{n_tiers}-s{seed}"
+    inst["budget_per_hour"] = 1e9
+    if family == "high_load":
+        ci = compile_instance(inst)
+        inst["budget_per_hour"] = round(2.0 * float(witness(ci).replicas @ ci.cand_cost) + 1.0, 2)
+        return inst
+    ci = compile_instance(inst)
+    ref = (reference or witness)(ci)
+    if not np.any(np.asarray(ref.replicas) > 0):  # the reference solve found no plan in time
+        ref = witness(ci)
+    ref_cost = float(np.asarray(ref.replicas) @ ci.cand_cost)
+    ref_gpus = gpu_use(ci, ref.replicas)
+    mixed = family == "mixed"
+    bf = 1 - (1 - budget_fraction) / 2 if mixed else budget_fraction
+    inf = 1 - (1 - inventory_fraction) / 2 if mixed else inventory_fraction
+    if family in ("tight_budget", "mixed"):
+        inst["budget_per_hour"] = round(bf * ref_cost, 2)
+        for q in inst["query_types"]:
+            q["max_unserved"] = unserved_cap
+            q["unserved_penalty"] = UNSERVED_PENALTY
+    else:
+        inst["budget_per_hour"] = round(2.0 * ref_cost + 1.0, 2)
+    if family in ("scarce_inventory", "mixed"):
+        # the types the reference uses get a share of its count; the others stay
+        # unlimited, so a plan exists (on dearer or slower GPUs) and the solver must find it
+        for t, g in enumerate(inst["gpus"]):
+            if ref_gpus[t] > 0:
+                g["count"] = int(max(np.floor(inf * ref_gpus[t]), 1))
+    return inst

@@ -23,13 +23,14 @@ only takes what the slack built by better routes allows, so every prefix is feas
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ._typing import BoolArray, FloatArray, IntArray
 from .compile import CompiledInstance
 from .result import SolveResult, Status, objective
+from .validate import check_result
 
 EPS = 1e-9
 FUTURE_WEIGHT = 1.0   # weight of "other demand the leftover capacity can carry" in M2
@@ -290,6 +291,21 @@ def construct(ci: CompiledInstance, p: Prep, order: IntArray, *, m2: bool = True
     return s
 
 
+def construct_required_first(ci: CompiledInstance, p: Prep, order: IntArray, *, m2: bool = True,
+                             m3: bool = True, future_weight: float = FUTURE_WEIGHT) -> State:
+    """Two passes in `order`: every query type's required share (1 - max_unserved) first,
+    then what may go unserved. Under a tight budget or scarce inventory a single pass
+    spends them on the first query types in the order and leaves later ones above their
+    unserved cap; covering every minimum first yields a valid plan whenever the greedy can
+    afford the minimums at all."""
+    s = State.empty(ci)
+    allowed = np.minimum(np.clip(ci.max_unserved, 0.0, 1.0), s.rem)
+    s.rem = s.rem - allowed
+    s = construct(ci, p, order, m2=m2, m3=m3, state=s, future_weight=future_weight)
+    s.rem = s.rem + allowed
+    return construct(ci, p, order, m2=m2, m3=m3, state=s, future_weight=future_weight)
+
+
 def default_order(ci: CompiledInstance) -> IntArray:
     """Descending arrival rate (the paper's Phase 2 order), ties by index."""
     return np.lexsort((np.arange(ci.n_qt), -ci.lam)).astype(np.int64)
@@ -303,9 +319,18 @@ def finish(ci: CompiledInstance, method: str, rep: IntArray, x: FloatArray, t0: 
     expl = explain(ci, rep, x)
     status = Status.INFEASIBLE if expl else Status.FEASIBLE
     notes = _shortfall_notes(ci, x) if not expl else ()
-    return SolveResult(status=status, method=method, replicas=rep.astype(np.int64), x=x,
-                       objective=objective(ci, rep, x), seconds=time.perf_counter() - t0,
-                       explanation=expl + notes, stats=dict(stats or {}))
+    out = SolveResult(status=status, method=method, replicas=rep.astype(np.int64), x=x,
+                      objective=objective(ci, rep, x), seconds=time.perf_counter() - t0,
+                      explanation=expl + notes, stats=dict(stats or {}))
+    if status == Status.FEASIBLE:
+        # the validity gate: a plan is labelled feasible only if the project's validator
+        # (the one every test and the planner trust) accepts it; explain() above is the
+        # same arithmetic, but a plan must never reach a router on its word alone
+        report = check_result(ci, out)
+        if not report.feasible:
+            out = replace(out, status=Status.INFEASIBLE,
+                          explanation=tuple(v.message for v in report.violations))
+    return out
 
 
 def explain(ci: CompiledInstance, rep: IntArray, x: FloatArray) -> tuple[str, ...]:
@@ -360,7 +385,15 @@ def solve_gh(ci: CompiledInstance, *, m1: bool = True, m2: bool = True, m3: bool
     state = seed_state(ci, p, prev[0]) if prev is not None else None
     s = construct(ci, p, o, m2=m2, m3=m3, state=state)
     rep = trim_replicas(ci, s.rep, s.x)
-    return finish(ci, "gh", rep, s.x, t0, {"order": [int(i) for i in o]})
+    out = finish(ci, "gh", rep, s.x, t0, {"order": [int(i) for i in o]})
+    if out.status != Status.FEASIBLE and prev is None and np.any(ci.max_unserved > 0):
+        # one more deterministic pass: required shares first (construct_required_first)
+        s2 = construct_required_first(ci, p, o, m2=m2, m3=m3)
+        alt = finish(ci, "gh", trim_replicas(ci, s2.rep, s2.x), s2.x, t0,
+                     {"order": [int(i) for i in o], "pass": "required_first"})
+        if alt.status == Status.FEASIBLE:
+            return alt
+    return out
 
 
 def seed_state(ci: CompiledInstance, p: Prep, replicas: IntArray) -> State:

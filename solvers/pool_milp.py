@@ -48,6 +48,7 @@ def solve_pool(ci: CompiledInstance, cands: IntArray, time_limit_s: float, *,
                fixed: Mapping[int, int] | None = None, prev: IntArray | None = None,
                switch_cost_per_gpu: float = 0.0, links: bool = False,
                rel_gap: float = 0.002, start: IntArray | None = None,
+               max_nodes: int | None = None, info: dict | None = None,
                ) -> tuple[IntArray, FloatArray, bool] | None:
     """(replicas, x, proven optimal for the pool) in the full index spaces, or None when
     HiGHS found no plan in time.
@@ -57,6 +58,9 @@ def solve_pool(ci: CompiledInstance, cands: IntArray, time_limit_s: float, *,
     replica count they keep. `prev` (full candidate space) adds the switch cost; GPUs of
     previous deployments outside the pool count as stopped. `start` (replicas, full candidate
     space) is handed to HiGHS as a starting solution when all its deployments are in the pool.
+    `max_nodes` caps HiGHS's branch-and-bound nodes: a work limit that, unlike the time
+    limit, ends the search at the same point on an idle or a busy machine. `info` (if
+    given) receives "timed_out": whether the time limit, not the work, ended the MILP.
     """
     t_end = time.perf_counter() + time_limit_s
     sub, cmap, rmap = restrict(ci, cands)
@@ -73,10 +77,15 @@ def solve_pool(ci: CompiledInstance, cands: IntArray, time_limit_s: float, *,
         var_lo[f.r.start + pos] = val
         var_hi[f.r.start + pos] = val
     limit = t_end - time.perf_counter() - expected_overrun_s(sub.n_routes)
+    if info is not None:
+        info["timed_out"] = limit < 0.002
     if limit < 0.002:
         return None
+    opts = {"mip_max_nodes": int(max_nodes)} if max_nodes is not None else None
     out = solve_milp_arrays(f.c, a, lo, hi, var_lo, var_hi, f.integer, time_limit_s=limit,
-                            rel_gap=rel_gap, start=_start(f, cmap, start))
+                            rel_gap=rel_gap, start=_start(f, cmap, start), options=opts)
+    if info is not None:
+        info["timed_out"] = "time limit" in str(out.message).lower()
     if out.x is None:
         return None
     rep, x = lift(ci, cmap, rmap, np.rint(out.x[f.r]).astype(np.int64), out.x[f.x])
