@@ -7,13 +7,13 @@ from .events import AllocationEvent, AuditReport, AuditRequest, DeadLetter
 from .export import MESSAGE_TYPES, export_schemas, render_schemas
 from .instance import Constants, Gpu, Instance, Model, Parallelism, Precision, QueryType
 from .plan import Deployment, Plan, Route
-from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, TelemetryMessage
+from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, TelemetryMessage, Tick
 
 __all__ = [
     "SCHEMA_VERSION", "AllocationEvent", "AuditReport", "AuditRequest", "Catalog", "Constants",
     "DeadLetter", "DemandWindow", "Deployment", "Gpu", "Instance", "IterationBatch",
     "MESSAGE_TYPES", "Model", "Parallelism", "Plan", "Precision", "QueryDemand", "QueryType",
     "RequestRecord", "Route",
-    "TelemetryBatch", "TelemetryMessage", "describe", "export_schemas", "load_catalog",
+    "TelemetryBatch", "TelemetryMessage", "Tick", "describe", "export_schemas", "load_catalog",
     "render_schemas",
 ]

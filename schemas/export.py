@@ -11,7 +11,7 @@ from .demand import DemandWindow
 from .events import AllocationEvent, AuditReport, AuditRequest, DeadLetter
 from .instance import Instance
 from .plan import Plan
-from .telemetry import IterationBatch, RequestRecord, TelemetryBatch
+from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, Tick
 
 MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "instance": Instance,
@@ -25,6 +25,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "audit_request": AuditRequest,
     "audit_report": AuditReport,
     "dead_letter": DeadLetter,
+    "tick": Tick,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 

@@ -123,6 +123,22 @@ class IterationBatch(Frozen):
         return len(self.ts)
 
 
+class Tick(Frozen):
+    """Internal: a controller worker advances an idle telemetry partition's watermark.
+
+    Only the controller's own processes may produce ticks: `sig` is the hex HMAC-SHA256, under
+    the group's `tick_key`, of "<topic>|<partition>|<wm>" (wm as Python's repr of the float).
+    A tick whose signature does not verify, or that sits on another partition than it names,
+    is dead-lettered, so a producer that can write telemetry cannot close windows early.
+    """
+
+    kind: Literal["tick"] = "tick"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    partition: int = Field(ge=0)
+    wm: float = Field(ge=0, description="watermark the partition may advance to (event time, seconds)")
+    sig: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class TelemetryMessage(Frozen):
     """Any telemetry shape, discriminated by `kind` (what the telemetry topic carries)."""
 
