@@ -36,6 +36,7 @@ from . import event_time, faust_recovery_order, faust_tuning, telemetry_decode, 
 from .audit import AuditRunner
 from .broker import embedded_broker
 from .broker_watch import BrokerHealth, BrokerWatch
+from .dedup import RequestDedup
 from .iteration_telemetry import IterationTelemetry
 from .metrics import Metrics
 from .planner import Planner, new_planner_state
@@ -75,6 +76,7 @@ class Controller:
         faust_tuning.install(s.fetch_wait_ms)
         faust_recovery_order.install()
         self.last_seen: dict[int, float] = {}
+        self.dedup = RequestDedup(s.dedup_ids)
         self._synced = False  # planner state aligned with the published topics (per process)
         self._last_event: AllocationEvent | None = None  # newest plan this process published or synced
         self._restart = restart
@@ -221,6 +223,11 @@ class Controller:
                 await self._dead(raw or b"", msg, reason, i if d.n_in > 1 or d.rejected else None,
                                  row if n > 1 else None)
         keep = why == ""
+        if batch.request_id is not None and keep.any():  # a producer's retry is not counted twice
+            pos = np.nonzero(keep)[0]
+            fresh = self.dedup.fresh(msg.partition, [batch.request_id[i] for i in pos.tolist()])
+            keep[pos[~fresh]] = False
+            self.metrics.duplicates.inc(int((~fresh).sum()))
         fl = lambda col: np.array([np.nan if v is None else v for v in col], dtype=np.float64)[keep] \
             if col is not None else None  # noqa: E731
         oc = np.array(batch.outcome, dtype=object)[keep] if batch.outcome is not None else None

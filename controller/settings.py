@@ -65,6 +65,8 @@ class Settings(BaseSettings):
                                                                  "would open one more is dead-lettered")
     max_decode_bytes: int = Field(default=16_777_216, ge=1024, description="largest telemetry message decoded "
                                   "(a 100,000-record batch is about 6-8 MB); larger ones are dead-lettered")
+    dedup_ids: int = Field(default=100_000, ge=0, description="request_ids remembered per telemetry partition "
+                           "(in worker memory); a record repeating one of them is not counted again (0: off)")
     tick_key: str | None = Field(default=None, description="HMAC key of idle-partition ticks; every worker of "
                                  "a group needs the same one (unset: a key derived from a random per-process "
                                  "secret, so only this worker's own ticks count)")

@@ -35,11 +35,14 @@ class RequestRecord(Frozen):
     latency_s: NonNegFloat | None = None
     deployment: Id | None = None
     outcome: Outcome | None = None
-    request_id: str | None = Field(default=None, max_length=200)
+    request_id: RequestId | None = Field(
+        default=None, description="a producer's id of the request: a repeat within the de-duplication "
+                                  "horizon is not counted again (docs/producer.md)")
 
 
 _COLUMNS = ("ts", "query_type", "input_tokens", "output_tokens", "ttft_s", "latency_s",
-            "deployment", "outcome")
+            "deployment", "outcome", "request_id")
+RequestId = Annotated[str, Field(max_length=200)]
 
 
 class TelemetryBatch(Frozen):
@@ -56,6 +59,7 @@ class TelemetryBatch(Frozen):
     latency_s: list[NonNegFloat | None] | None = None
     deployment: list[Id | None] | None = None
     outcome: list[Outcome | None] | None = None
+    request_id: list[RequestId | None] | None = None
 
     @model_validator(mode="after")
     def _equal_lengths(self) -> TelemetryBatch:

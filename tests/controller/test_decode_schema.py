@@ -68,7 +68,7 @@ CORPUS: dict[str, Any] = {
     "record_zero_output": _rec(output_tokens=0), "record_ts_zero": _rec(ts=0),
     "batch": _batch(), "batch_with_nulls": _batch(query_type=["code", None, "conversation"],
                                                   latency_s=[None, 0.2, None], producer="p"),
-    "iterations": ITER,
+    "iterations": ITER, "batch_request_ids": _batch(request_id=["a", None, "c"]),
     # bad: lax types
     "tokens_as_string": _rec(input_tokens="123"), "tokens_as_bool": _rec(input_tokens=True),
     "output_as_bool": _rec(output_tokens=False), "ts_as_string": _rec(ts="1700000000"),
@@ -81,6 +81,7 @@ CORPUS: dict[str, Any] = {
     "absurd_tokens": _rec(output_tokens=10**12), "negative_ts": _rec(ts=-1.0),
     "negative_latency": _rec(latency_s=-0.1), "bad_outcome": _rec(outcome="great"),
     "bad_query_type_chars": _rec(query_type="no spaces allowed"), "long_request_id": _rec(request_id="x" * 201),
+    "batch_request_id_number": _batch(request_id=["a", 2, "c"]),
     "batch_negative_token": _batch(input_tokens=[10, -20, 30]), "empty_batch": _batch(ts=[], input_tokens=[],
                                                                                       output_tokens=[]),
     "batch_missing_column": _batch(output_tokens=...), "iterations_zero_time": {**ITER, "iteration_s": [0.0]},
