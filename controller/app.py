@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -204,9 +205,8 @@ class Controller:
         if missing.any():
             qt[missing], used = dw.classify_with_rule(inp[missing], out[missing], self.rules,
                                                       s.default_query_type)
-            for (q, k), c in zip(*np.unique(np.stack([qt[missing].astype(str), used.astype(str)]), axis=1,
-                                            return_counts=True)):
-                self.metrics.classified.labels(query_type=q, rule=k).inc(int(c))
+            for (q, k), c in Counter(zip(qt[missing].tolist(), used.tolist())).items():
+                self.metrics.classified.labels(query_type=q, rule=str(k)).inc(c)
         ts = np.asarray(batch.ts, dtype=np.float64)
         why = event_time.screen(ts, state["wm"], time.time(), bound_s=s.event_time_bound_s,
                                 min_ts=s.min_event_ts, window_s=s.window_s, open_windows=state["windows"],
