@@ -215,13 +215,13 @@ class Controller:
         why[(why == "") & unknown] = "unknown query type"
         bad = np.nonzero(why != "")[0]
         if len(bad):
-            cols = {c: getattr(batch, c) for c in ("ts", "query_type", "input_tokens", "output_tokens")}
+            cols = {c: getattr(batch, c) for c in ("ts", "query_type", "input_tokens", "output_tokens", "request_id")}
             for i in bad.tolist():
                 reason = str(why[i]) + (f" {str(qt[i])!r} (valid: {sorted(self.qt_ids)})"
                                         if why[i] == "unknown query type" else f" (ts {ts[i]!r})")
                 row = {c: v[i] for c, v in cols.items() if v is not None}
-                await self._dead(raw or b"", msg, reason, i if d.n_in > 1 or d.rejected else None,
-                                 row if n > 1 else None)
+                await self._dead(raw or b"", msg, reason, d.original_index(i) if d.n_in > 1 else None,
+                                 row if d.n_in > 1 else None)
         keep = why == ""
         if batch.request_id is not None and keep.any():  # a producer's retry is not counted twice
             pos = np.nonzero(keep)[0]

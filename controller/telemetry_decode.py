@@ -40,6 +40,10 @@ class Decoded:
     tick: dict[str, Any] | None = None
     rejected: list[Rejected] = field(default_factory=list)
     n_in: int = 0  # records the message carried (accepted + rejected)
+    kept: list[int] | None = None  # original index of each record of `batch` (None: the same)
+
+    def original_index(self, i: int) -> int:
+        return self.kept[i] if self.kept is not None else i
 
 
 def _number(text: str) -> float | int:
@@ -99,7 +103,7 @@ def _batch(head: dict[str, Any]) -> Decoded:
     if not keep:
         return Decoded(rejected=rejected, n_in=n)
     good = {k: ([v[i] for i in keep] if k in _COLUMNS and isinstance(v, list) else v) for k, v in head.items()}
-    return Decoded(batch=TelemetryBatch.model_validate(good, strict=True), rejected=rejected, n_in=n)
+    return Decoded(batch=TelemetryBatch.model_validate(good, strict=True), rejected=rejected, n_in=n, kept=keep)
 
 
 def _record_errors(exc: ValidationError, head: dict[str, Any]) -> dict[int, str] | None:

@@ -122,7 +122,7 @@ def test_a_batch_loses_only_its_bad_records_each_with_index_and_reason() -> None
     assert [(r.index, r.reason.split(":")[1].strip()) for r in d.rejected] == [
         (1, "input_tokens"), (3, "input_tokens"), (4, "output_tokens")]
     assert d.rejected[0].record == {"ts": T0, "input_tokens": -1, "output_tokens": 1}
-    assert d.n_in == 5
+    assert d.n_in == 5 and [d.original_index(i) for i in range(2)] == [0, 2]
 
 
 def test_ragged_batches_are_refused_though_json_schema_cannot_say_so() -> None:

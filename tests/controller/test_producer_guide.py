@@ -73,3 +73,13 @@ def test_query_types_command_lists_the_catalog_ids_the_guide_names() -> None:
 def test_router_doc_uses_catalog_ids() -> None:
     doc = (GUIDE.parent / "router.md").read_text()
     assert '"conv"' not in doc and '"conversation"' in doc
+
+
+def test_dead_letters_name_the_original_index_when_schema_and_time_faults_mix(ctl: Controller) -> None:
+    t = 1_700_000_000.0
+    raw = json.dumps({"kind": "batch", "ts": [t, t, t, 4_102_444_800.0, t],
+                      "query_type": ["code", "code", "code", "code", "conv"],
+                      "input_tokens": [5, -5, 5, 5, 5], "output_tokens": [1, 1, 1, 1, 1]}).encode()
+    cols, letters = _run(ctl, raw)
+    assert [(i, r.split(" ")[0]) for r, i in letters] == [(1, "invalid"), (3, "event"), (4, "unknown")]
+    assert cols is not None and len(cols[0]) == 2
