@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -29,15 +30,15 @@ import structlog
 from pydantic import ValidationError
 
 from schemas import (
-    AllocationEvent, AuditReport, AuditRequest, Catalog, DeadLetter, IterationBatch, RequestRecord,
-    TelemetryBatch, describe, load_catalog,
+    AllocationEvent, AuditReport, AuditRequest, Catalog, DeadLetter, describe, load_catalog,
 )
 
 from . import demand_window as dw
-from . import faust_recovery_order, faust_tuning, window_assembly
+from . import event_time, faust_recovery_order, faust_tuning, telemetry_decode, ticks, window_assembly
 from .audit import AuditRunner
 from .broker import embedded_broker
 from .broker_watch import BrokerHealth, BrokerWatch
+from .dedup import RequestDedup
 from .iteration_telemetry import IterationTelemetry
 from .metrics import Metrics
 from .planner import Planner, new_planner_state
@@ -88,6 +89,7 @@ class Controller:
         faust_tuning.install(s.fetch_wait_ms)
         faust_recovery_order.install()
         self.last_seen: dict[int, float] = {}
+        self.dedup = RequestDedup(s.dedup_ids)
         self._synced = False  # planner state aligned with the published topics (per process)
         self._last_event: AllocationEvent | None = None  # newest plan this process published or synced
         self._restart = restart
@@ -155,18 +157,20 @@ class Controller:
             state = self.ingest_table.get(key) or dw.new_state()
             wm_in = state["wm"]
             try:
-                cols, wm_only = await self._decode(event.value, msg)
+                cols, wm_only = await self._decode(event.value, msg, state)
             except Exception as exc:  # a decoder bug must cost one message, not the ingest agent
                 log.exception("telemetry.decode_failed", partition=p, offset=off)
                 await self._dead(event.value or b"", msg, f"internal error while decoding: {exc!r}")
                 cols, wm_only = None, None
             if cols is not None:
+                new_wm = event_time.advance(state["wm"], float(cols[0].max()), time.time(),
+                                            bound_s=s.event_time_bound_s) if len(cols[0]) else None
                 applied, late = dw.add_records(state, off, *cols, window_s=s.window_s, grace_s=s.grace_s,
-                                                burst_s=s.burst_s)
+                                                burst_s=s.burst_s, watermark=new_wm)
                 if applied:
                     self.metrics.records.inc(len(cols[0]))
                     self.metrics.late.inc(late)
-            elif wm_only is not None:
+            else:
                 state["offset"] = max(state["offset"], off)
             before = state["wm"]
             partials = dw.close_ready(state, p, window_s=s.window_s, grace_s=s.grace_s, watermark=wm_only)
@@ -193,78 +197,92 @@ class Controller:
             return None
         return dw.progress(state, partition, window_s=s.window_s)
 
-    async def _decode(self, raw: bytes | None, msg: Any) -> tuple[tuple[np.ndarray, ...] | None, float | None]:
-        """Columns of a telemetry message, or a tick's watermark; bad input goes to the DLQ."""
-        if raw is None:
-            await self._dead(b"", msg, "empty message (null value / tombstone)")
-            return None, None
-        if len(raw) > self.s.max_message_bytes:
-            await self._dead(raw, msg, f"oversized: {len(raw)} bytes > max_message_bytes "
-                                       f"{self.s.max_message_bytes}")
-            return None, None
-        try:
-            head = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            await self._dead(raw, msg, f"not JSON: {exc}")
-            return None, None
-        kind = head.get("kind") if isinstance(head, dict) else None
-        if kind == "tick":
-            wm = head.get("wm")
-            return None, float(wm) if isinstance(wm, (int, float)) else None
-        try:
-            if kind == "iterations":  # engine iteration timings: they feed the iteration-model fit only
-                self.iterations.add(IterationBatch.model_validate(head))
+    async def _decode(self, raw: bytes | None, msg: Any, state: dict[str, Any]
+                      ) -> tuple[tuple[np.ndarray, ...] | None, float | None]:
+        """Columns of a message's sane records, or a verified tick's (bounded) watermark.
+
+        Every refused message, and every refused record of a batch (with its index), goes to
+        the DLQ with its reason; the good records of a batch are still counted.
+        """
+        s = self.s
+        d = telemetry_decode.decode(raw, s.max_decode_bytes)
+        for r in d.rejected:
+            await self._dead(raw or b"", msg, r.reason, r.index, r.record)
+        if d.tick is not None:
+            try:
+                wm = ticks.verify(s.tick_key, msg.topic, msg.partition, d.tick)
+            except ValueError as exc:
+                await self._dead(raw or b"", msg, str(exc))
                 return None, None
-            if kind == "batch":
-                batch = TelemetryBatch.model_validate(head)
-            elif kind in ("request", None):
-                batch = TelemetryBatch.from_records([RequestRecord.model_validate(head)])
-            else:
-                raise ValueError(f"unknown message kind {kind!r}")
-        except (ValidationError, ValueError, TypeError) as exc:
-            reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
-            await self._dead(raw, msg, f"invalid telemetry: {reason}")
+            if wm > time.time() + s.event_time_bound_s:
+                await self._dead(raw or b"", msg, f"tick: {event_time.FAR_FUTURE}")
+                return None, None
+            return None, event_time.advance(state["wm"], wm, time.time(), bound_s=s.event_time_bound_s)
+        if d.iterations is not None:  # engine iteration timings: they feed the iteration-model fit only
+            self.iterations.add(d.iterations)
+            return None, None
+        batch = d.batch
+        if batch is None:
             return None, None
         if self.self_calibration is not None:
             self.self_calibration.add_batch(batch)
         n = len(batch)
         inp = np.asarray(batch.input_tokens, dtype=np.float64)
         out = np.asarray(batch.output_tokens, dtype=np.float64)
-        if batch.query_type is None:
-            qt = dw.classify(inp, out, self.rules, self.s.default_query_type)
-        else:
-            qt = np.array(batch.query_type, dtype=object)
-            missing = np.array([q is None for q in batch.query_type])
-            if missing.any():
-                qt[missing] = dw.classify(inp[missing], out[missing], self.rules, self.s.default_query_type)
-        unknown = np.array([q not in self.qt_ids for q in qt])
-        keep = ~unknown
-        if unknown.any():
-            idx = np.nonzero(unknown)[0]
-            names = sorted({str(qt[i]) for i in idx})
-            await self._dead(raw, msg, f"unknown query types {names} at record indices "
-                                       f"{idx[:20].tolist()}{'...' if len(idx) > 20 else ''} "
-                                       f"({len(idx)} of {n} records; the rest were counted)")
+        qt = np.array(batch.query_type if batch.query_type is not None else [None] * n, dtype=object)
+        missing = np.array([q is None for q in qt], dtype=bool)
+        if missing.any():
+            qt[missing], used = dw.classify_with_rule(inp[missing], out[missing], self.rules,
+                                                      s.default_query_type)
+            for (q, k), c in Counter(zip(qt[missing].tolist(), used.tolist())).items():
+                self.metrics.classified.labels(query_type=q, rule=str(k)).inc(c)
+        ts = np.asarray(batch.ts, dtype=np.float64)
+        why = event_time.screen(ts, state["wm"], time.time(), bound_s=s.event_time_bound_s,
+                                min_ts=s.min_event_ts, window_s=s.window_s, open_windows=state["windows"],
+                                max_open_windows=s.max_open_windows)
+        unknown = np.array([q not in self.qt_ids for q in qt], dtype=bool)
+        why[(why == "") & unknown] = "unknown query type"
+        bad = np.nonzero(why != "")[0]
+        if len(bad):
+            cols = {c: getattr(batch, c) for c in ("ts", "query_type", "input_tokens", "output_tokens", "request_id")}
+            for i in bad.tolist():
+                reason = str(why[i]) + (f" {str(qt[i])!r} (valid: {sorted(self.qt_ids)})"
+                                        if why[i] == "unknown query type" else f" (ts {ts[i]!r})")
+                row = {c: v[i] for c, v in cols.items() if v is not None}
+                await self._dead(raw or b"", msg, reason, d.original_index(i) if d.n_in > 1 else None,
+                                 row if d.n_in > 1 else None)
+        keep = why == ""
+        if batch.request_id is not None and keep.any():  # a producer's retry is not counted twice
+            pos = np.nonzero(keep)[0]
+            fresh = self.dedup.fresh(msg.partition, [batch.request_id[i] for i in pos.tolist()])
+            keep[pos[~fresh]] = False
+            self.metrics.duplicates.inc(int((~fresh).sum()))
         fl = lambda col: np.array([np.nan if v is None else v for v in col], dtype=np.float64)[keep] \
             if col is not None else None  # noqa: E731
         oc = np.array(batch.outcome, dtype=object)[keep] if batch.outcome is not None else None
-        ts = np.asarray(batch.ts, dtype=np.float64)[keep]
-        return (ts, qt[keep].astype(str), inp[keep], out[keep], fl(batch.latency_s),
+        return (ts[keep], qt[keep].astype(str), inp[keep], out[keep], fl(batch.latency_s),
                 fl(batch.ttft_s), oc), None
 
-    async def _dead(self, raw: bytes, msg: Any, reason: str) -> None:
-        """Publish a dead letter; an original too large for the DLQ keeps a prefix, size and digest."""
+    async def _dead(self, raw: bytes, msg: Any, reason: str, index: int | None = None,
+                    record: dict[str, Any] | None = None) -> None:
+        """Publish a dead letter; an original too large for the DLQ keeps a prefix, size and digest.
+
+        A refused record of a batch carries its index and the record itself, not the batch.
+        """
         self.metrics.dlq.inc()
+        body = json.dumps(record).encode() if record is not None else raw
         keep = max(1024, (self.s.max_message_bytes - 16_384) * 3 // 4)  # base64 grows by 4/3
         letter = DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                            reason=reason[:2000], original_b64=base64.b64encode(raw[:keep]).decode(),
+                            reason=reason[:2000], record_index=index,
+                            original_b64=base64.b64encode(body[:keep]).decode(),
                             original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest(),
-                            truncated=len(raw) > keep, received_at=time.time())
+                            truncated=len(body) > keep, received_at=time.time())
         await self.t_dlq.send(value=letter.model_dump_json().encode())
-        log.warning("telemetry.dead_letter", partition=msg.partition, offset=msg.offset, reason=reason[:200])
+        log.warning("telemetry.dead_letter", partition=msg.partition, offset=msg.offset, index=index,
+                    reason=reason[:200])
 
     async def _tick_idle(self) -> None:
-        """Advance idle partitions to this worker's watermark by sending them a tick."""
+        """Advance idle partitions to this worker's watermark by sending them a signed tick."""
         if not self.broker_watch.health.up:
             # nothing arrives in an outage, so nothing to advance; and a tick buffered now would
             # be written, with stale metadata, into a broker that comes back empty
@@ -280,8 +298,8 @@ class Controller:
         for p in assigned:
             if now - self.last_seen.get(p, 0.0) >= self.s.idle_s:
                 self.last_seen[p] = now
-                await self.t_telemetry.send(key=b"tick", value=json.dumps({"kind": "tick", "wm": top}).encode(),
-                                            partition=p)
+                await self.t_telemetry.send(key=b"tick", value=ticks.make(self.s.tick_key, self.s.topics.telemetry,
+                                                                          p, top), partition=p)
 
     # ---- planner (leader) ---------------------------------------------------------------------
     async def _plan(self, stream: Any) -> None:

@@ -107,6 +107,31 @@ def schemas_export(directory: Path) -> None:
         click.echo(str(p))
 
 
+@main.command("query-types")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object: ids, rules, default")
+def query_types(as_json: bool) -> None:
+    """The query-type ids telemetry may name (from the configured catalog), and how untyped
+    records are classified. A record naming any other id is dead-lettered."""
+    import json
+
+    from schemas import load_catalog
+
+    from .settings import Settings
+
+    s = Settings()
+    ids = sorted(q.id for q in load_catalog(s.catalog_path).query_types)
+    if as_json:
+        click.echo(json.dumps({"query_types": ids, "classify_rules": s.classify_rules,
+                               "default_query_type": s.default_query_type}))
+        return
+    for q in ids:
+        click.echo(q)
+    click.echo("untyped records (query_type absent or null), first matching rule wins:", err=True)
+    for k, r in enumerate(s.classify_rules):
+        click.echo(f"  rule {k}: {r}", err=True)
+    click.echo(f"  otherwise (rule -1): {s.default_query_type}", err=True)
+
+
 from .calibrate_command import calibrate  # noqa: E402
 from .perf_command import perf  # noqa: E402
 from .replay_command import replay  # noqa: E402

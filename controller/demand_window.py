@@ -40,13 +40,21 @@ class LengthRule:
 
 
 def classify(inp: np.ndarray, out: np.ndarray, rules: Sequence[LengthRule], default: str) -> np.ndarray:
+    return classify_with_rule(inp, out, rules, default)[0]
+
+
+def classify_with_rule(inp: np.ndarray, out: np.ndarray, rules: Sequence[LengthRule],
+                       default: str) -> tuple[np.ndarray, np.ndarray]:
+    """Query type per record and the index of the rule that chose it (-1: the default)."""
     res = np.full(len(inp), default, dtype=object)
+    used = np.full(len(inp), -1, dtype=np.int64)
     todo = np.ones(len(inp), dtype=bool)
-    for r in rules:
+    for k, r in enumerate(rules):
         hit = todo & (inp >= r.min_input) & (inp <= r.max_input) & (out >= r.min_output) & (out <= r.max_output)
         res[hit] = r.query_type
+        used[hit] = k
         todo &= ~hit
-    return res
+    return res, used
 
 
 def new_state() -> dict[str, Any]:
@@ -66,13 +74,16 @@ def _hist(values: np.ndarray) -> np.ndarray:
 def add_records(state: dict[str, Any], offset: int, ts: np.ndarray, qt: np.ndarray,
                 inp: np.ndarray, out: np.ndarray, lat: np.ndarray | None = None,
                 ttft: np.ndarray | None = None, outcome: np.ndarray | None = None, *,
-                window_s: float, grace_s: float, burst_s: float = 0.0) -> tuple[bool, int]:
+                window_s: float, grace_s: float, burst_s: float = 0.0,
+                watermark: float | None = None) -> tuple[bool, int]:
     """Apply one message's records in place. Returns (applied, late_count).
 
     `lat`/`ttft` use NaN for unknown; `outcome` is an object array (None = unknown).
     `burst_s` > 0 also counts records per burst interval of each window (`sub_n`; the window
     split into ceil(window_s / burst_s) equal parts), so the window's peak rate is known: a
-    window's mean hides the bursts that decide short SLOs.
+    window's mean hides the bursts that decide short SLOs. `watermark`, when given, is the
+    partition's new watermark (controller/event_time.advance bounds its jump); by default it
+    becomes the newest record time.
     """
     if offset <= state["offset"]:
         return False, 0
@@ -120,7 +131,7 @@ def add_records(state: dict[str, Any], offset: int, ts: np.ndarray, qt: np.ndarr
                 known = oc != None  # noqa: E711  (object array of str | None)
                 agg["slo_n"] += int(known.sum())
                 agg["slo_ok"] += int((oc[known] == _OK).sum())
-    top = float(ts.max())
+    top = float(ts.max()) if watermark is None else watermark
     state["wm"] = top if wm is None else max(wm, top)
     return True, n_late
 

@@ -12,6 +12,11 @@ class Metrics:
         self.records = Counter("llmfleet_records_ingested", "telemetry records counted", registry=r)
         self.late = Counter("llmfleet_records_late", "records arriving after their window closed", registry=r)
         self.dlq = Counter("llmfleet_dead_letters", "messages sent to the dead-letter topic", registry=r)
+        self.classified = Counter("llmfleet_records_classified", "untyped records classified, by the query "
+                                  "type and rule that chose it (rule -1: the default)", ["query_type", "rule"],
+                                  registry=r)
+        self.duplicates = Counter("llmfleet_records_duplicate", "records dropped as repeats of a request_id "
+                                  "already counted", registry=r)
         self.duplicate_partials = Counter("llmfleet_duplicate_partials", "window partials replayed after "
                                           "a crash, dropped (already counted)", registry=r)
         self.late_partials = Counter("llmfleet_late_partials", "window partials arriving after their window "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from rich.table import Table
 
 from schemas import AllocationEvent, AuditReport, Catalog, DemandWindow, load_catalog
 
+from . import ticks
 from .settings import Settings, Topics
 
 log = structlog.get_logger()
@@ -190,7 +192,7 @@ async def wait_ready(s: Settings, obs: Observed, wm: float, worker: subprocess.P
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the controller did not start within {timeout:g}s; log: {worker_log}")
             for part in range(s.telemetry_partitions):
-                await p.send(s.topics.telemetry, json.dumps({"kind": "tick", "wm": wm}).encode(), partition=part)
+                await p.send(s.topics.telemetry, ticks.make(s.tick_key, s.topics.telemetry, part, wm), partition=part)
             got = await c.getmany(timeout_ms=1000)
             answered = answered or any(got.values())
     finally:
@@ -216,7 +218,7 @@ async def run(cfg: RunConfig, console: Console) -> int:
     obs = Observed()
     worker_log = Path(tempfile.mkdtemp(prefix="llmfleet-quickstart-")) / "worker.log"
     try:
-        s = Settings(bootstrap_servers=broker.bootstrap_servers, window_s=cfg.window_s, grace_s=5.0,
+        s = Settings(bootstrap_servers=broker.bootstrap_servers, tick_key=secrets.token_hex(16), window_s=cfg.window_s, grace_s=5.0,
                      min_dwell_s=2 * cfg.window_s, web_port=0, audit_time_limit_s=10.0,
                      idle_s=max(0.5, cfg.window_s / cfg.pace / 2))
         await ensure_topics(s, broker.bootstrap_servers)

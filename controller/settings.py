@@ -55,6 +55,22 @@ class Settings(BaseSettings):
         default_factory=lambda: [{"query_type": "code", "min_input": 1000, "max_output": 48}],
         description="token-length rules for requests without a query type (first match wins)")
     default_query_type: str = "conversation"
+    # event-time sanity and decoding limits (controller/event_time.py, docs/producer.md)
+    event_time_bound_s: float = Field(
+        default=3600.0, gt=0, description="a record more than this ahead of the worker's clock, or behind its "
+                                          "partition's watermark, is dead-lettered; the watermark moves at most "
+                                          "this far per message (unless catching up to the clock)")
+    min_event_ts: float = Field(default=1_577_836_800.0, ge=0,
+                                description="records before this time (default 2020-01-01) are dead-lettered")
+    max_open_windows: int = Field(default=512, ge=2, description="open windows per partition; a record that "
+                                                                 "would open one more is dead-lettered")
+    max_decode_bytes: int = Field(default=16_777_216, ge=1024, description="largest telemetry message decoded "
+                                  "(a 100,000-record batch is about 6-8 MB); larger ones are dead-lettered")
+    dedup_ids: int = Field(default=100_000, ge=0, description="request_ids remembered per telemetry partition "
+                           "(in worker memory); a record repeating one of them is not counted again (0: off)")
+    tick_key: str | None = Field(default=None, description="HMAC key of idle-partition ticks; every worker of "
+                                 "a group needs the same one (unset: a key derived from a random per-process "
+                                 "secret, so only this worker's own ticks count)")
     # planning
     gh_on_every_window: bool = True
     agh_deadline_s: float = Field(default=0.5, gt=0)

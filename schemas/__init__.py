@@ -9,7 +9,7 @@ from .export import MESSAGE_TYPES, export_schemas, render_schemas
 from .instance import Constants, Gpu, Instance, Model, Parallelism, Precision, QueryType
 from .measurement import Measurement
 from .plan import Deployment, Plan, Route
-from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, TelemetryMessage
+from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, TelemetryMessage, Tick
 
 __all__ = [
     "SCHEMA_VERSION", "AllocationEvent", "AuditReport", "AuditRequest", "Catalog", "Constants",
@@ -17,6 +17,6 @@ __all__ = [
     "IterationBatch", "MESSAGE_TYPES", "Measurement", "Model", "Parallelism", "Plan", "Precision", "QueryDemand",
     "QueryType", "Transition", "TransitionStep",
     "RequestRecord", "Route",
-    "TelemetryBatch", "TelemetryMessage", "describe", "export_schemas", "load_catalog",
+    "TelemetryBatch", "TelemetryMessage", "Tick", "describe", "export_schemas", "load_catalog",
     "render_schemas",
 ]

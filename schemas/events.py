@@ -88,6 +88,8 @@ class DeadLetter(Frozen):
     partition: int | None = None
     offset: int | None = None
     reason: str
+    record_index: int | None = Field(default=None, ge=0, description="index of the refused record in its "
+                                     "batch (then original_b64 holds that record as a JSON object)")
     original_b64: str = Field(description="the original message value, base64 (only its "
                                           "first bytes when `truncated`)")
     original_size: int | None = Field(default=None, ge=0, description="bytes of the original value")

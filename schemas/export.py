@@ -13,7 +13,7 @@ from .fleet_status import FleetStatus
 from .instance import Instance
 from .measurement import Measurement
 from .plan import Plan
-from .telemetry import IterationBatch, RequestRecord, TelemetryBatch
+from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, Tick
 
 MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "instance": Instance,
@@ -29,6 +29,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "dead_letter": DeadLetter,
     "fleet_status": FleetStatus,
     "measurement": Measurement,
+    "tick": Tick,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 

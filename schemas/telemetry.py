@@ -35,11 +35,14 @@ class RequestRecord(Frozen):
     latency_s: NonNegFloat | None = None
     deployment: Id | None = None
     outcome: Outcome | None = None
-    request_id: str | None = Field(default=None, max_length=200)
+    request_id: RequestId | None = Field(
+        default=None, description="a producer's id of the request: a repeat within the de-duplication "
+                                  "horizon is not counted again (docs/producer.md)")
 
 
 _COLUMNS = ("ts", "query_type", "input_tokens", "output_tokens", "ttft_s", "latency_s",
-            "deployment", "outcome")
+            "deployment", "outcome", "request_id")
+RequestId = Annotated[str, Field(max_length=200)]
 
 
 class TelemetryBatch(Frozen):
@@ -56,6 +59,7 @@ class TelemetryBatch(Frozen):
     latency_s: list[NonNegFloat | None] | None = None
     deployment: list[Id | None] | None = None
     outcome: list[Outcome | None] | None = None
+    request_id: list[RequestId | None] | None = None
 
     @model_validator(mode="after")
     def _equal_lengths(self) -> TelemetryBatch:
@@ -121,6 +125,22 @@ class IterationBatch(Frozen):
 
     def __len__(self) -> int:
         return len(self.ts)
+
+
+class Tick(Frozen):
+    """Internal: a controller worker advances an idle telemetry partition's watermark.
+
+    Only the controller's own processes may produce ticks: `sig` is the hex HMAC-SHA256, under
+    the group's `tick_key`, of "<topic>|<partition>|<wm>" (wm as Python's repr of the float).
+    A tick whose signature does not verify, or that sits on another partition than it names,
+    is dead-lettered, so a producer that can write telemetry cannot close windows early.
+    """
+
+    kind: Literal["tick"] = "tick"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    partition: int = Field(ge=0)
+    wm: float = Field(ge=0, description="watermark the partition may advance to (event time, seconds)")
+    sig: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class TelemetryMessage(Frozen):

@@ -52,10 +52,14 @@ BATCH = 1000
 STAGES = ("instance", "compile", "drift", "check_plan", "gh", "check", "agh", "gate_route", "event", "total")
 
 
+_IDS = {"on": False}  # batches carry a request_id column (the de-duplication cost run)
+
+
 def _batches(n: int, start: float, span: float, rate_split: tuple[float, float],
              code_tokens: float = 1.0) -> list[bytes]:
     """n batch messages spread over [start, start + span) of event time; `code_tokens` scales
     the prompt lengths of code requests (to move its token bucket)."""
+    ids = {}
     rng = np.random.default_rng(0)
     out = []
     per = span / n
@@ -64,7 +68,9 @@ def _batches(n: int, start: float, span: float, rate_split: tuple[float, float],
         qt = np.where(rng.random(BATCH) < rate_split[0] / sum(rate_split), "code", "conversation")
         inp = rng.integers(100, 4000, BATCH)
         inp = np.where(qt == "code", np.round(inp * code_tokens), inp).astype(np.int64)
-        b = TelemetryBatch.model_validate({
+        if _IDS["on"]:
+            ids = {"request_id": [f"{start:.0f}-{k}-{i}" for i in range(BATCH)]}
+        b = TelemetryBatch.model_validate({**ids,
             "producer": "bench", "ts": ts.tolist(), "query_type": qt.tolist(),
             "input_tokens": inp.tolist(),
             "output_tokens": rng.integers(5, 400, BATCH).tolist()})
@@ -181,6 +187,9 @@ async def controller_run(boot: str, n_batches: int, n_windows: int, lat_windows:
                         doc = json.loads(m.value)
                         if tp.topic == topics.allocations and doc.get("window_closed_at") and doc["window_end"] > base:
                             lat.setdefault(doc["window_end"], (now - doc["window_closed_at"]) * 1e3)
+        if lat_windows == 0:
+            return {"records": counted, "expected_records": expect, "seconds": elapsed,
+                    "records_per_s": counted / elapsed}
         ms = list(lat.values())
         return {"records": counted, "expected_records": expect, "seconds": elapsed,
                 "records_per_s": counted / elapsed, "events": len(ms),
@@ -269,14 +278,22 @@ def main() -> None:
     with EmbeddedBroker() as b:
         raw = asyncio.run(raw_baseline(b.bootstrap_servers, 20000 if args.quick else 50000, 100 if args.quick else 300))
         ctl = asyncio.run(controller_run(b.bootstrap_servers, n_batches, n_windows, 12 if args.quick else 40))
+        _IDS["on"] = True  # the same ingest burst, every record with a request_id (de-duplicated)
+        ids = asyncio.run(controller_run(b.bootstrap_servers, n_batches, n_windows, 0))
+        _IDS["on"] = False
     stages = stage_breakdown(ctl.pop("_log"), ctl.pop("_lat"))
     drift = drift_path(6 if args.quick else 16)
     res = {**ctl, **raw, "stage_ms": stages, "drift_path": drift,
            "ingest_vs_raw_records": ctl["records_per_s"] / raw["raw_records_per_s"],
            "ingest_vs_raw_single_msgs": ctl["records_per_s"] / raw["raw_msgs_per_s"],
-           "target_records_per_s": 50000, "target_p99_ms": 200}
+           "target_records_per_s": 50000, "target_p99_ms": 200,
+           "records_per_s_with_request_ids": ids["records_per_s"],
+           "request_id_dedup_ratio": ids["records_per_s"] / ctl["records_per_s"]}
     rows = [["controller ingest (batched, 1 worker)", f"{ctl['records_per_s']:,.0f} records/s",
              f"{ctl['records']:,} of {ctl['expected_records']:,} counted"],
+            ["controller ingest, every record with a request_id", f"{ids['records_per_s']:,.0f} records/s",
+             f"{ids['records']:,} of {ids['expected_records']:,} counted; "
+             f"{res['request_id_dedup_ratio']:.2f} of the run without ids"],
             ["raw aiokafka consume + JSON decode, batches", f"{raw['raw_records_per_s']:,.0f} records/s", ""],
             ["raw aiokafka consume + JSON decode, single records", f"{raw['raw_msgs_per_s']:,.0f} msgs/s", ""],
             ["ingest / raw (batches)", f"{res['ingest_vs_raw_records']:.2f}", ""],

@@ -22,7 +22,8 @@ from bench_doc import DOCS, machine, md_table, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = DOCS / "reliability.md"
-ORDER = ["worker_crash", "broker_outage", "malformed_flood", "infeasible_surge", "solver_deadlines", "load"]
+ORDER = ["worker_crash", "broker_outage", "malformed_flood", "infeasible_surge", "solver_deadlines", "load",
+         "hostile_producer"]
 
 
 def plot_rss(series: list[list[float]], out: Path) -> None:

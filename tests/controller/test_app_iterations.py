@@ -8,6 +8,7 @@ import types
 import pytest
 
 from controller.app import Controller
+from controller.demand_window import new_state
 from controller.settings import Settings
 
 MSG = types.SimpleNamespace(topic="llmfleet.telemetry", partition=0, offset=42)
@@ -23,11 +24,11 @@ def controller() -> Controller:
 def _decode(ctrl: Controller, value: dict) -> tuple[object, list[str]]:
     dead: list[str] = []
 
-    async def fake_dead(raw: bytes, msg: object, reason: str) -> None:
+    async def fake_dead(raw: bytes, msg: object, reason: str, *_: object) -> None:
         dead.append(reason)
 
     ctrl._dead = fake_dead  # type: ignore[method-assign]
-    return asyncio.run(ctrl._decode(json.dumps(value).encode(), MSG)), dead
+    return asyncio.run(ctrl._decode(json.dumps(value).encode(), MSG, new_state())), dead
 
 
 def test_iterations_feed_the_planners_accumulator(controller: Controller) -> None:
@@ -45,6 +46,6 @@ def test_bad_iterations_go_to_the_dlq(controller: Controller) -> None:
     assert len(dead) == 1 and "invalid telemetry" in dead[0] and "iteration_s" in dead[0]
     assert controller.iterations.counts("d0") == before
     # request telemetry still decodes as before
-    (cols, wm), dead = _decode(controller, {"kind": "request", "ts": 5.0, "query_type": "code",
+    (cols, wm), dead = _decode(controller, {"kind": "request", "ts": 1_700_000_005.0, "query_type": "code",
                                             "input_tokens": 10, "output_tokens": 2})
     assert dead == [] and wm is None and list(cols[1]) == ["code"]

@@ -136,11 +136,16 @@ def test_the_controller_feeds_telemetry_to_the_planners_correction() -> None:
                                self_calibration_min_requests=5))
     assert ctrl.planner.self_calibration is ctrl.self_calibration  # type: ignore[attr-defined]
     rt = route_times(SPEC, M, "H100-SXM", "fp16", 1, 1, 2048, 28)
-    msg = TelemetryBatch.from_records([RequestRecord(ts=10.0 + k, query_type="code", input_tokens=2048,
+    import time as _time
+
+    from controller import demand_window as dw
+
+    t0 = _time.time() - 100.0  # a plausible event time (the ingest refuses 1970)
+    msg = TelemetryBatch.from_records([RequestRecord(ts=t0 + k, query_type="code", input_tokens=2048,
                                                      output_tokens=28, latency_s=1.5 * float(rt.latency([1.0])[0]),
                                                      deployment="d0") for k in range(30)])
     asyncio.run(ctrl._decode(msg.model_dump_json().encode(), types.SimpleNamespace(
-        topic="llmfleet.telemetry", partition=0, offset=1)))
+        topic="llmfleet.telemetry", partition=0, offset=1), dw.new_state()))
     changed = ctrl.self_calibration.close_window(PLAN, 60.0)
     assert changed["H100-SXM/fp16"]["residual"] == pytest.approx(1.5, rel=0.02)
     assert json.dumps(changed)

@@ -14,11 +14,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from controller import ticks
 from controller.settings import Settings, Topics
 from controller.topic_admin import topic_partitions
 from schemas import RequestRecord, TelemetryBatch
 
 REPO = Path(__file__).resolve().parents[2]
+TICK_KEY = "llmfleet-test-tick-key"  # the test workers' tick_key: only ticks signed with it count
 
 
 #: the planning of these tests' expectations: a catalog startup plan, GH re-plans every window,
@@ -38,7 +40,7 @@ class Cluster:
         self.env = {**os.environ, "LLMFLEET_BOOTSTRAP_SERVERS": bootstrap, "LLMFLEET_CONSUMER_GROUP": f"g{tag}",
                     "LLMFLEET_WINDOW_S": "10", "LLMFLEET_GRACE_S": "1", "LLMFLEET_MIN_DWELL_S": "0",
                     "LLMFLEET_WEB_PORT": "0", "LLMFLEET_AGH_DEADLINE_S": "0.2",
-                    "LLMFLEET_AUDIT_TIME_LIMIT_S": "5", "LLMFLEET_IDLE_S": "0.5",
+                    "LLMFLEET_AUDIT_TIME_LIMIT_S": "5", "LLMFLEET_IDLE_S": "0.5", "LLMFLEET_TICK_KEY": TICK_KEY,
                     "PYTHONPATH": str(REPO), **LEGACY_PLANNING}
         self.env.update({f"LLMFLEET_TOPICS__{f.upper()}": getattr(self.topics, f) for f in Topics.model_fields})
         self.env.update(overrides)
@@ -47,8 +49,13 @@ class Cluster:
     @property
     def settings(self) -> Settings:
         return Settings(bootstrap_servers=self.bootstrap, topics=self.topics, window_s=float(self.env["LLMFLEET_WINDOW_S"]),
+                        tick_key=self.env["LLMFLEET_TICK_KEY"],
                         **{k.removeprefix("LLMFLEET_").lower(): v for k, v in self.env.items()
                            if k in LEGACY_PLANNING})
+
+    def tick(self, partition: int, wm: float) -> bytes:
+        """A tick the cluster's workers accept (signed with its tick key)."""
+        return ticks.make(self.env["LLMFLEET_TICK_KEY"], self.topics.telemetry, partition, wm)
 
     def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
         """A worker process logging to worker<k>.log; `env` adds to or overrides the cluster's."""

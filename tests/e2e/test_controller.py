@@ -60,7 +60,7 @@ async def test_windows_plans_drift_and_dlq(cluster: Cluster) -> None:
     reasons = sorted(d["reason"] for d in got[t.dlq])
     assert any(r.startswith("not JSON") for r in reasons)
     assert any("input_tokens" in r for r in reasons)
-    assert any("unknown query types ['nosuch']" in r for r in reasons)
+    assert any("unknown query type 'nosuch'" in r for r in reasons)
     assert got[t.audits][0]["epoch"] >= 1 and got[t.audits][0]["status"] in ("optimal", "feasible")
 
 

@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
+from controller import ticks
 from controller.broker import EmbeddedBroker, free_port
-from tests.e2e.harness import REPO, Cluster, batch, collect, produce
+from tests.e2e.harness import REPO, TICK_KEY, Cluster, batch, collect, produce
 from tests.reliability.conftest import Figures, scaled
 from tests.reliability.tcp_proxy import TcpProxy
 
@@ -112,8 +113,7 @@ async def _feed(bootstrap: str, topic: str, t0: float, seconds: int, start: floa
     """Telemetry for [t0+start, t0+start+seconds) and ticks that close its windows; the count."""
     values = batch(t0, seconds, RATES, start=start)
     await produce(bootstrap, topic, values)
-    tick = json.dumps({"kind": "tick", "wm": t0 + start + seconds + 5}).encode()
-    await produce(bootstrap, topic, [tick] * 4)
+    await produce(bootstrap, topic, [ticks.make(TICK_KEY, topic, part, t0 + start + seconds + 5) for part in range(4)])
     return sum(len(json.loads(v)["ts"]) for v in values)
 
 

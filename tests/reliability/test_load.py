@@ -76,7 +76,7 @@ async def test_sustained_load_bounded_memory(broker: str, tmp_path: Path, figure
                 await asyncio.sleep(0.005)
             end_wm = T0 + k * step + 60
             for part in range(PARTITIONS):
-                await p.send_and_wait(t.telemetry, json.dumps({"kind": "tick", "wm": end_wm}).encode(), partition=part)
+                await p.send_and_wait(t.telemetry, c.tick(part, end_wm), partition=part)
         finally:
             await p.stop()
         produce_s = time.monotonic() - t_start

@@ -9,7 +9,6 @@ offsets must reach the end of the telemetry and windows topics (nothing dropped 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import subprocess
 import sys
@@ -60,7 +59,8 @@ async def test_leader_killed_mid_replay_loses_and_repeats_nothing(broker: str, t
         assert m, out
         records = int(m.group(1))
         # move every partition past the last window so everything closes
-        await produce(broker, t.telemetry, [json.dumps({"kind": "tick", "wm": time.time() + 3600}).encode()] * 4)
+        wm = time.time() + 3000  # within event_time_bound_s of the clock
+        await produce(broker, t.telemetry, [c.tick(part, wm) for part in range(4)])
 
         got = await collect(broker, [t.demand, t.allocations],
                             lambda g: sum(w["records"] for w in g[t.demand]) >= records,
