@@ -43,6 +43,7 @@ from solvers import check_plan, check_result, compile_instance, from_plan, solve
 from solvers.compile import CompileCache, CompiledInstance
 from solvers.explain import route_reasons
 from solvers.result import SolveResult
+from solvers.robust import with_margins
 from solvers.validate import Report
 
 from . import composition, drift, forecast
@@ -124,6 +125,8 @@ class Planner:
     def compiled(self, spec: dict[str, Any]) -> CompiledInstance:
         """CompiledInstance of `spec`. Routes are kept per query type and token bucket, so a
         window recompiles only the query types whose buckets moved (rates are not compiled)."""
+        if self.s.latency_headroom != 1.0 or self.s.error_margin != 1.0:  # plan as if slower / less accurate
+            spec = with_margins(spec, self.s.latency_headroom, self.s.error_margin)
         return self._compile(spec)
 
     @property
@@ -370,8 +373,9 @@ class Planner:
              prev_replicas: Any = None) -> SolveResult:
         """AGH from a warm start, with the switch cost against `prev_replicas` damping churn."""
         with out.stage("agh"):
+            work = {} if self.s.agh_work is None else {"work": self.s.agh_work}
             agh = solve(ci, "agh", deadline_s=self.s.agh_deadline_s, seed=seed, warm_start=warm,
-                        prev_replicas=prev_replicas,
+                        prev_replicas=prev_replicas, **work,
                         switch_cost_per_gpu=self.switch_per_gpu(ci) if prev_replicas is not None else 0.0)
         out.solve_seconds["agh"] = agh.seconds
         return agh

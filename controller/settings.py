@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     # planning
     gh_on_every_window: bool = True
     agh_deadline_s: float = Field(default=0.5, gt=0)
+    agh_work: float | None = Field(
+        default=None, gt=0, description="AGH's work budget (solvers/adaptive.py units): the same plan whatever the "
+                                        "machine's load while the deadline is not hit; None: the solver's default")
+    latency_headroom: float = Field(default=1.0, ge=1.0, description="plan as if every latency were this much "
+                                                                    "longer (robust planning, solvers/robust.py)")
+    error_margin: float = Field(default=1.0, ge=1.0, description="plan as if every model's error were this much "
+                                                                 "higher")
     demand_hold_windows: int = Field(
         default=1, ge=1, le=1440, description="plan for each query type's peak rate over this many "
                                               "windows: scale up at once, down slowly (1 = last window)")

@@ -190,3 +190,13 @@ def test_trend_forecast() -> None:
     assert trend_forecast(ramp, 1e4) == pytest.approx(2.0 * 30.0)      # capped
     noise = [(0.0, 100.0), (10.0, 96.0), (20.0, 99.0), (30.0, 101.0), (40.0, 104.0)]
     assert trend_forecast(noise, 60.0) is None, "a few per cent of noise is not a climb"
+
+
+def test_planning_margins_and_work_budget_reach_the_solvers(catalog) -> None:
+    w = window(0, {"code": 10, "conversation": 40})
+    nominal = planner(catalog).on_window(new_planner_state(), w).events[0]
+    robust = planner(catalog, latency_headroom=1.5).on_window(new_planner_state(), w).events[0]
+    assert robust.cost_per_hour > nominal.cost_per_hour, "planning for 1.5x latencies buys more capacity"
+    a = planner(catalog, agh_work=200.0, agh_deadline_s=30.0).on_window(new_planner_state(), w).events[0]
+    b = planner(catalog, agh_work=200.0, agh_deadline_s=30.0).on_window(new_planner_state(), w).events[0]
+    assert a.plan == b.plan and a.method == "agh"
