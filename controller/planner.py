@@ -241,11 +241,8 @@ class Planner:
                                           in_force_cost if in_force_ok else None)
             if chosen is not None:
                 result, report, trigger, agh_trigger = chosen
-                self._publish_plan(out, state, window, closed_at, inst, ci, result, report, trigger, startup)
-                if agh_trigger is not None:
-                    out.follow_up = FollowUp(epoch=state["epoch"], trigger=agh_trigger, window=window,
-                                             closed_at=closed_at, instance=inst, ci=ci, prev_replicas=warm[0],
-                                             gh=result, gh_report=report)
+                self._publish_then_agh(out, state, window, closed_at, inst, ci, result, report, trigger, startup,
+                                       agh_trigger, warm[0], result)
             out.stage_seconds["total"] = time.perf_counter() - t_start
             return out
         trigger, agh_trigger = None, None   # agh_trigger: AGH follows the GH plan
@@ -270,13 +267,20 @@ class Planner:
                 agh_report = check_result(ci, agh)
             if (agh.has_solution and agh_report.feasible) or not gh_ok:
                 result, report = agh, agh_report
+        self._publish_then_agh(out, state, window, closed_at, inst, ci, result, report, trigger, startup,
+                               agh_trigger, warm[0] if warm is not None else None, gh)
+        out.stage_seconds["total"] = time.perf_counter() - t_start
+        return out
+
+    def _publish_then_agh(self, out: Decision, state: dict[str, Any], window: DemandWindow, closed_at: float | None,
+                          inst: Instance, ci: CompiledInstance, result: SolveResult, report: Report, trigger: str,
+                          startup: bool, agh_trigger: str | None, prev_replicas: Any, gh: SolveResult) -> None:
+        """Publish `result`; with `agh_trigger`, leave AGH to the follow-up, warm-started from `gh`."""
         self._publish_plan(out, state, window, closed_at, inst, ci, result, report, trigger, startup)
         if agh_trigger is not None:
             out.follow_up = FollowUp(epoch=state["epoch"], trigger=agh_trigger, window=window,
-                                     closed_at=closed_at, instance=inst, ci=ci, prev_replicas=warm[0],
+                                     closed_at=closed_at, instance=inst, ci=ci, prev_replicas=prev_replicas,
                                      gh=gh, gh_report=report)
-        out.stage_seconds["total"] = time.perf_counter() - t_start
-        return out
 
     def _two_timescales(self, out: Decision, state: dict[str, Any], window: DemandWindow,
                         ci: CompiledInstance, prev: Any, gh: SolveResult | None, in_force_cost: float | None

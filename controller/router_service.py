@@ -126,28 +126,27 @@ class RouterService:
             if not self.caught_up.is_set():
                 await self._check_caught_up(consumer)
 
+    def _parse(self, model: Any, raw: bytes | None, partition: int, offset: int) -> Any:
+        """`raw` as `model`; None for a tombstone or an invalid message (counted and logged)."""
+        if raw is None:  # compaction tombstone
+            return None
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            self.invalid_events += 1
+            log.warning("router_service.invalid_message", kind=model.__name__, partition=partition, offset=offset,
+                        errors=exc.error_count())
+            return None
+
     def _status(self, raw: bytes | None, partition: int, offset: int) -> None:
         """A fleet's readiness report: route only to ready replicas (Router.set_status)."""
-        if raw is None:
-            return
-        try:
-            status = FleetStatus.model_validate_json(raw)
-        except ValidationError as exc:
-            self.invalid_events += 1
-            log.warning("router_service.invalid_status", partition=partition, offset=offset,
-                        errors=exc.error_count())
-            return
-        self.router.set_status(status)
+        status = self._parse(FleetStatus, raw, partition, offset)
+        if status is not None:
+            self.router.set_status(status)
 
     def _apply(self, raw: bytes | None, partition: int, offset: int) -> bool:
-        if raw is None:  # compaction tombstone
-            return False
-        try:
-            event = AllocationEvent.model_validate_json(raw)
-        except ValidationError as exc:
-            self.invalid_events += 1
-            log.warning("router_service.invalid_event", partition=partition, offset=offset,
-                        errors=exc.error_count())
+        event = self._parse(AllocationEvent, raw, partition, offset)
+        if event is None:
             return False
         if not self.router.apply(event):
             return False
