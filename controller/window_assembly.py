@@ -22,8 +22,8 @@ from . import demand_window as dw
 
 #: closed windows whose contributing partitions the leader remembers (late vs replayed partials)
 CLOSED_MEMORY = 256
-#: consecutive empty windows published before the leader jumps over the rest of a gap (a
-#: watermark that moved hours ahead must not cost one plan per minute of the gap)
+#: consecutive empty windows published before the leader covers the rest of a gap with one
+#: empty window (a watermark that moved hours ahead must not cost one plan per minute of it)
 MAX_EMPTY_RUN = 10
 
 
@@ -128,9 +128,12 @@ def closable(state: dict[str, Any], *, fleet_id: str, partitions: int, window_s:
                 last = int((low - grace_s) // window_s) - 1
                 nxt = min((int(w) for w in state["pending"] if int(w) > k), default=last)
                 target = min(nxt, last)
-                if target > k:
-                    state["windows_skipped"] = state.get("windows_skipped", 0) + target - k
+                if target > k:  # one empty window covers the rest of the gap: time stays contiguous
+                    state["windows_skipped"] = state.get("windows_skipped", 0) + target - k - 1
+                    out.append((dw.combine(fleet_id, k * window_s, target * window_s, [], state["late_extra"]), None))
+                    state["late_extra"] = 0
                     state["closed_upto"] = target - 1
+                    state["windows_closed"] += 1
                     k = target
                     empty_run = 0
                     continue

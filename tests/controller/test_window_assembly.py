@@ -129,6 +129,9 @@ def test_a_long_empty_gap_costs_a_bounded_number_of_windows() -> None:
     ends = [w.window_end for w, _ in windows]
     assert len(windows) < wa.MAX_EMPTY_RUN + 10 and (far + 1) * W in ends
     assert state["closed_upto"] == far + 4 and state["windows_skipped"] > far - 20
+    assert all(a.window_end == b.window_start for (a, _), (b, _) in zip(windows, windows[1:])), \
+        "the gap is covered by one long empty window: time stays contiguous"
+    assert windows[0][0].window_start == 0.0 and all(w.records == 0 for w, _ in windows if w.window_end <= far * W)
 
 
 def test_progress_gives_the_open_window_once_per_step() -> None:
