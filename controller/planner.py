@@ -42,7 +42,7 @@ from schemas import AllocationEvent, AuditReport, AuditRequest, Catalog, DemandW
 from solvers import check_plan, check_result, compile_instance, from_plan, solve, to_plan
 from solvers.compile import CompileCache, CompiledInstance
 from solvers.explain import route_reasons
-from solvers.result import SolveResult
+from solvers.result import SolveResult, objective
 from solvers.robust import with_margins
 from solvers.validate import Report
 
@@ -361,16 +361,21 @@ class Planner:
         out.stage_seconds["total"] = time.perf_counter() - t_start
         return out
 
+    def _cold_seconds(self, ci: CompiledInstance) -> Any:
+        """Each candidate's expected cold start, once per compiled candidate set (a Python loop
+        over every candidate; a window asks for it up to four times)."""
+        return ci.derived("cold_seconds", lambda: composition.cold_seconds(ci, self.cold_start))
+
     def _horizon(self, ci: CompiledInstance, prev: Any, result: SolveResult) -> float:
         """$ over switch_payback_s of moving from replicas `prev` to `result` and running it."""
-        return composition.horizon_cost(ci, composition.cold_seconds(ci, self.cold_start), prev, result.replicas,
+        return composition.horizon_cost(ci, self._cold_seconds(ci), prev, result.replicas,
                                         result.objective, self.s.switch_risk_per_gpu, self.s.switch_payback_s)
 
     def switch_per_gpu(self, ci: CompiledInstance) -> float:
         """AGH's switch cost per GPU: the setting, or priced from the catalog's cold starts."""
         if self.s.switch_cost_per_gpu is not None:
             return self.s.switch_cost_per_gpu
-        return composition.per_gpu_switch_cost(ci, composition.cold_seconds(ci, self.cold_start),
+        return composition.per_gpu_switch_cost(ci, self._cold_seconds(ci),
                                                self.s.switch_risk_per_gpu)
 
     def _agh(self, out: Decision, ci: CompiledInstance, seed: int, warm: tuple[Any, Any] | None,
@@ -506,11 +511,13 @@ class Planner:
             within = self._grown(ci, within, prev[0])
         with out.stage("gh"):  # GH's repair keeps every replica in force and adds where cheapest
             result = solve(ci, "gh", prev=prev)
-        if within is not None and (not (result.has_solution and check_result(ci, result).feasible)
-                                   or within.objective <= result.objective):
-            result = within
         with out.stage("check"):
             report = check_result(ci, result)
+        if within is not None and (not (result.has_solution and report.feasible)
+                                   or within.objective <= result.objective):
+            result = within
+            with out.stage("check"):
+                report = check_result(ci, result)
         out.solve_seconds[result.method] = result.seconds
         out.drift = rising
         self._hold(state, partial.window_end, rates)
@@ -524,7 +531,6 @@ class Planner:
         rep = np.maximum(result.replicas, np.asarray(floor))
         if np.array_equal(rep, result.replicas):
             return result
-        from solvers.result import objective
         return SolveResult(status=result.status, method=result.method, replicas=rep, x=result.x,
                            objective=objective(ci, rep, result.x), seconds=result.seconds,
                            explanation=result.explanation, stats=result.stats)
