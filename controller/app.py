@@ -44,14 +44,12 @@ from .metrics import Metrics
 from .planner import Planner, new_planner_state
 from .self_calibration import SelfCalibration
 from .settings import Settings
+from .window_assembly import fast_path_step
 
 log = structlog.get_logger()
 LAST_PUBLISHED_TAIL = 512  # messages a new leader reads back to find the last epoch and window
 
 
-def fast_path_step(s: Settings) -> float:
-    """Event seconds between looks at an open window: a burst interval, or the warm start."""
-    return min(s.burst_s, s.warm_start_s) if s.burst_s > 0 else s.warm_start_s
 
 
 def _bootstrap(s: Settings) -> list[str]:
@@ -334,8 +332,8 @@ class Controller:
                 if follow_up is not None:  # AGH once the GH plan is out: off the window -> event path
                     await self._publish(await loop.run_in_executor(None, self.planner.follow_up, state, follow_up))
                 if msg.get("kind") == "progress":  # the fast path looks at the window still open
-                    fast = window_assembly.open_window(state, fleet_id=s.fleet_id, partitions=s.telemetry_partitions,
-                                                       window_s=s.window_s, step_s=fast_path_step(s))
+                    fast = window_assembly.open_window(state, fleet_id=s.fleet_id, window_s=s.window_s,
+                                                       step_s=fast_path_step(s))
                     if fast is not None:
                         await self._publish(await loop.run_in_executor(None, functools.partial(
                             self.planner.on_burst, state, fast[0], time.time(), bins=fast[1])))

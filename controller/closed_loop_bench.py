@@ -43,6 +43,7 @@ from .planner import Planner, new_planner_state
 from .router import Router
 from .settings import Settings
 from .trace_reader import Chunk, Columns, TraceOptions, TraceSource, bundled_sources, read_trace
+from .window_assembly import fast_path_step
 
 log = structlog.get_logger()
 T0 = 1_700_000_000.0
@@ -387,7 +388,7 @@ def run_llmfleet(arr: Arrivals, catalog: Catalog, cfg: BenchConfig, **settings: 
     pending: list[tuple[float, AllocationEvent]] = []
     offset = 0
     events = 0
-    step = min(s.burst_s, s.warm_start_s) if s.burst_s > 0 else s.warm_start_s
+    step = fast_path_step(s)
     last_step: list[int | None] = [None]
 
     def decide(call: Callable[[], Any], at: float) -> None:

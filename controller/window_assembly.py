@@ -40,8 +40,13 @@ def absorb_progress(state: dict[str, Any], msg: dict[str, Any]) -> None:
         del prog[w]
 
 
-def open_window(state: dict[str, Any], *, fleet_id: str, partitions: int, window_s: float,
-                step_s: float) -> tuple[Any, dict[str, list[tuple[float, float]]]] | None:
+def fast_path_step(s: Any) -> float:
+    """Event seconds between looks at an open window (settings `s`): a burst interval, or the
+    warm start when that is shorter."""
+    return min(s.burst_s, s.warm_start_s) if s.burst_s > 0 else s.warm_start_s
+
+
+def open_window(state: dict[str, Any], *, fleet_id: str, window_s: float, step_s: float) -> tuple[Any, dict[str, list[tuple[float, float]]]] | None:
     """The newest open window's traffic so far, for the fast path: (partial DemandWindow, per
     query type the rates of its complete burst intervals), once the partitions reporting it
     passed a new multiple of `step_s` (None otherwise: nothing new to look at)."""

@@ -157,13 +157,13 @@ def test_progress_gives_the_open_window_once_per_step() -> None:
 
     feed(0, 60.0, 85.0, 4.0)      # partition 0 is at 85 s, partition 1 lags at 72 s
     feed(1, 60.0, 72.0, 4.0)
-    got = window_assembly.open_window(state, fleet_id="f", partitions=2, window_s=60.0, step_s=10.0)
+    got = window_assembly.open_window(state, fleet_id="f", window_s=60.0, step_s=10.0)
     assert got is not None
     window, bins = got
     (d,) = window.demand
     # only [60, 70) is complete at 72 s: 40 + 40 records in 10 s
     assert d.count == 80 and d.arrival_rate_peak == 8.0 and bins["code"] == [(70.0, 8.0)]
-    assert window_assembly.open_window(state, fleet_id="f", partitions=2, window_s=60.0, step_s=10.0) is None
+    assert window_assembly.open_window(state, fleet_id="f", window_s=60.0, step_s=10.0) is None
     feed(1, 72.0, 85.0, 4.0)
-    window, bins = window_assembly.open_window(state, fleet_id="f", partitions=2, window_s=60.0, step_s=10.0)
+    window, bins = window_assembly.open_window(state, fleet_id="f", window_s=60.0, step_s=10.0)
     assert [t for t, _ in bins["code"]] == [70.0, 80.0] and window.window_end == 84.75
