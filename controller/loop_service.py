@@ -232,8 +232,8 @@ class LoopService:
                 "published_iteration_batches": self.published_iteration_batches,
                 "invalid_messages": self.invalid_messages, "epoch_applied": self.loop.applied_epoch,
                 "router": self.loop.router.metrics(), "sim": self.loop.sim.metrics(),
-                "cost": self.loop.sim.cost(), "status": self.loop.statuses[-1].model_dump() if self.loop.statuses
-                else self.loop.last_status.model_dump() if self.loop.last_status else None}
+                "cost": self.loop.sim.cost(),
+                "status": self.loop.last_status.model_dump() if self.loop.last_status else None}
 
     async def _run(self) -> None:
         assert self._consumer is not None

@@ -291,7 +291,6 @@ async def run(cfg: RunConfig, console: Console) -> int:
         await loop.stop()
         from .report import write_report
 
-        log.info("quickstart.loop_metrics", sim=loop.metrics().get("sim"))
         closing = [*loop_notes(loop.metrics(), start, start + cfg.minutes * 60),
                    *oracle_notes(chunks, loop.metrics(), cfg, start)]
         index = write_report(cfg.report_dir, catalog, obs.windows, obs.events, obs.audits,

@@ -14,20 +14,13 @@ from controller.demand_window import partial_window
 from controller.forecast import bin_rates, trend_forecast
 from controller.planner import Planner, new_planner_state
 from controller.settings import Settings
-from schemas import AllocationEvent, DemandWindow, Plan, QueryDemand, load_catalog
+from schemas import AllocationEvent, DemandWindow, Plan, load_catalog
 from solvers import check_plan, to_plan
 from solvers.plan_codec import cand_key
+from tests.controller.test_planner import _window as window
 
 TOKS = {"code": (2048, 28), "conversation": (1155, 211)}
 L40S = "qwen2.5-14b-instruct.L40S.fp8.tp1pp1"
-
-
-def window(k: int, rates: dict[str, float], w: float = 60.0) -> DemandWindow:
-    return DemandWindow(window_start=k * w, window_end=(k + 1) * w, records=int(sum(rates.values()) * w),
-                        demand=[QueryDemand(query_type=q, count=int(r * w), arrival_rate=r,
-                                            input_tokens_mean=TOKS[q][0], input_tokens_p95=TOKS[q][0] * 2,
-                                            output_tokens_mean=TOKS[q][1], output_tokens_p95=TOKS[q][1] * 2)
-                                for q, r in rates.items()])
 
 
 @pytest.fixture(scope="module")
