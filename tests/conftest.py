@@ -54,3 +54,27 @@ def load_checker():
     assert spec.loader is not None
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture
+def prometheus_server():
+    """A factory: `prometheus_server(["127.0.0.1:8000"], scrape_interval_s=1)` starts a real
+    Prometheus scraping those targets (stopped after the test). Skips when no `prometheus`
+    binary is on PATH (Debian package `prometheus`; `.ci/run` installs it where apt-get exists)."""
+    import shutil
+
+    from tests.prometheus_server import PrometheusServer
+
+    if shutil.which("prometheus") is None:
+        pytest.skip("no `prometheus` binary on PATH: real-Prometheus tests skipped "
+                    "(Debian: apt-get install -y prometheus)")
+    started: list[PrometheusServer] = []
+
+    def start(targets, **kw) -> PrometheusServer:
+        server = PrometheusServer(targets, **kw).start()
+        started.append(server)
+        return server
+
+    yield start
+    for s in started:
+        s.stop()
