@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .logging_setup import configure_logging
+from controller.common.logging_setup import configure_logging
 
 
 @click.group()
@@ -24,7 +24,7 @@ def main(log_level: str, log_json: bool | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 def broker(port: int, host: str) -> None:
     """Run the embedded Kafka-protocol broker (tansu, in memory) in the foreground."""
-    from .broker import EmbeddedBroker
+    from controller.devtools.broker import EmbeddedBroker
 
     b = EmbeddedBroker(port=port or None, host=host).start()
     click.echo(f"embedded broker ready: bootstrap_servers={b.bootstrap_servers} (Ctrl-C stops it)")
@@ -45,14 +45,14 @@ def broker(port: int, host: str) -> None:
 @click.option("--faust-loglevel", default="warning", show_default=True)
 def worker(embedded: bool, faust_loglevel: str) -> None:
     """Run a controller worker (settings from LLMFLEET_* environment variables)."""
-    from .settings import Settings
-    from .worker import run_worker
+    from controller.common.settings import Settings
+    from controller.worker.run import run_worker
 
     s = Settings()
     if s.bootstrap_servers or not embedded:
         run_worker(s, loglevel=faust_loglevel)
         return
-    from .broker import EmbeddedBroker
+    from controller.devtools.broker import EmbeddedBroker
 
     with EmbeddedBroker() as b:
         click.echo(f"embedded broker: {b.bootstrap_servers}", err=True)
@@ -76,7 +76,7 @@ def quickstart(short: bool, report_dir: Path, scale: float | None, pace: float |
 
     from rich.console import Console
 
-    from .quickstart import RunConfig, run
+    from controller.devtools.quickstart import RunConfig, run
 
     cfg = RunConfig.short(report_dir) if short else RunConfig(report_dir=report_dir)
     for name, value in (("scale", scale), ("pace", pace), ("minutes", minutes), ("live", live)):
@@ -116,7 +116,7 @@ def query_types(as_json: bool) -> None:
 
     from schemas import load_catalog
 
-    from .settings import Settings
+    from controller.common.settings import Settings
 
     s = Settings()
     ids = sorted(q.id for q in load_catalog(s.catalog_path).query_types)
@@ -132,11 +132,11 @@ def query_types(as_json: bool) -> None:
     click.echo(f"  otherwise (rule -1): {s.default_query_type}", err=True)
 
 
-from .calibrate_command import calibrate  # noqa: E402
-from .perf_command import perf  # noqa: E402
-from .replay_command import replay  # noqa: E402
-from .router_command import router  # noqa: E402
-from .solve_commands import check, instance, solve  # noqa: E402
+from controller.offline.calibrate_command import calibrate  # noqa: E402
+from controller.offline.perf_command import perf  # noqa: E402
+from controller.replay.command import replay  # noqa: E402
+from controller.router.command import router  # noqa: E402
+from controller.offline.solve_commands import check, instance, solve  # noqa: E402
 
 main.add_command(solve)
 main.add_command(check)

@@ -5,7 +5,7 @@ decoding cost per record low (pydantic-core validates a list of floats in Rust,
 then the controller aggregates with numpy). Serving engines that run gate-and-route also
 send `IterationBatch` messages (kind "iterations"): per engine iteration, the prefill chunk
 tokens C, the decode batch size and the iteration's duration, from which the controller fits
-the iteration model tau(C) = alpha + beta C (controller/iteration_telemetry.py).
+the iteration model tau(C) = alpha + beta C (controller/worker/planning/iteration_telemetry.py).
 """
 from __future__ import annotations
 

@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from controller import demand_window as dw  # noqa: E402
-from controller.fleet_sim import FleetSimulator, PerfTable  # noqa: E402
-from controller.logging_setup import configure_logging  # noqa: E402
-from controller.planner import Planner, new_planner_state  # noqa: E402
-from controller.router import Router  # noqa: E402
-from controller.settings import Settings  # noqa: E402
-from controller.trace_reader import Chunk, TraceOptions, bundled_sources, read_trace  # noqa: E402
+from controller.worker.windows import demand_window as dw  # noqa: E402
+from controller.sim.fleet_sim import FleetSimulator, PerfTable  # noqa: E402
+from controller.common.logging_setup import configure_logging  # noqa: E402
+from controller.worker.planning.planner import Planner, new_planner_state  # noqa: E402
+from controller.router.core import Router  # noqa: E402
+from controller.common.settings import Settings  # noqa: E402
+from controller.replay.trace_reader import Chunk, TraceOptions, bundled_sources, read_trace  # noqa: E402
 from schemas import DemandWindow, RequestRecord, load_catalog  # noqa: E402
 
 T0 = 1_700_000_000.0

@@ -7,7 +7,7 @@
         --time-unit ms --query-type conversation
     python scripts/bench_closed_loop.py --quick               # short synthetic burst, llmfleet + oracle, checks
 
-Every policy serves identical arrivals on the same fleet simulator (controller/closed_loop_bench.py
+Every policy serves identical arrivals on the same fleet simulator (controller/sim/closed_loop_bench.py
 says what each one is). Prints, per policy, the share of requests within SLO, rejected, $/h
 integrated over replica time, GPUs switched per hour, over the whole trace and over its steady
 state (from the third window on), a per-window table, the targets of issue #20 and, last, one
@@ -28,8 +28,8 @@ from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from controller import closed_loop_bench as clb  # noqa: E402
-from controller.logging_setup import configure_logging  # noqa: E402
+from controller.sim import closed_loop_bench as clb  # noqa: E402
+from controller.common.logging_setup import configure_logging  # noqa: E402
 from schemas import load_catalog  # noqa: E402
 
 STEADY_FROM = 2  # windows left out of the steady-state figures (a trace that starts from nothing)

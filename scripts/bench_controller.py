@@ -11,7 +11,7 @@
    latency = first allocation event of the window received minus the window's close time at
    the ingest agent (both wall clock on this machine). p50/p99 over the windows.
 4. Where the time goes: the worker logs each published decision's stages (instance, compile,
-   drift, check_plan, gh, check, agh, gate_route, event; controller/planner.py); their
+   drift, check_plan, gh, check, agh, gate_route, event; controller/worker/planning/planner.py); their
    p50/p99/max over the latency windows are printed, and "outside on_window" is the rest of
    the latency (waiting for every partition's partial, Kafka hops, the thread hand-off).
 5. Drift path, in process at catalog size: a demand step every window with drift detection
@@ -42,9 +42,9 @@ import numpy as np  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from bench_doc import machine, md_table, update_section  # noqa: E402
-from controller.broker import EmbeddedBroker  # noqa: E402
-from controller.settings import Settings, Topics  # noqa: E402
-from controller.topic_admin import ensure_topics  # noqa: E402
+from controller.devtools.broker import EmbeddedBroker  # noqa: E402
+from controller.common.settings import Settings, Topics  # noqa: E402
+from controller.common.topic_admin import ensure_topics  # noqa: E402
 from schemas import RequestRecord, TelemetryBatch  # noqa: E402
 
 T0 = 1_700_000_000.0
@@ -125,7 +125,7 @@ async def controller_run(boot: str, n_batches: int, n_windows: int, lat_windows:
     await ensure_topics(Settings(bootstrap_servers=boot, topics=topics), boot)
     log_path = Path(tempfile.gettempdir()) / f"bench-worker-{tag}.log"
     log = open(log_path, "wb")  # noqa: SIM115
-    worker = subprocess.Popen([sys.executable, "-m", "controller.worker"], env=_env(boot, topics, window_s),
+    worker = subprocess.Popen([sys.executable, "-m", "controller.worker.run"], env=_env(boot, topics, window_s),
                               cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     prod = AIOKafkaProducer(bootstrap_servers=boot, linger_ms=5, max_batch_size=1 << 20,
                             max_request_size=4 << 20)
@@ -235,7 +235,7 @@ def stage_breakdown(log_path: str, latency_ms: dict[float, float]) -> dict[str, 
 def drift_path(n_steps: int) -> dict[str, float]:
     """In process, catalog size: demand steps every window with drift on (dwell 0). The window
     decision publishes GH at once; AGH runs in the follow-up (agh_deadline_s default)."""
-    from controller.planner import Planner, new_planner_state
+    from controller.worker.planning.planner import Planner, new_planner_state
     from schemas import DemandWindow, QueryDemand, load_catalog
 
     settings = Settings(min_dwell_s=0, audit_enabled=False, window_s=10.0, grace_s=0.5)

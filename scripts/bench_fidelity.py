@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_doc import DOCS, machine, md_table, update_section  # noqa: E402
 
-from controller.measurements import read_measurements  # noqa: E402
+from controller.offline.measurements import read_measurements  # noqa: E402
 from schemas import load_catalog  # noqa: E402
 from solvers.calibration import QUANTITIES, apply_constants, evaluate, fit_constants  # noqa: E402
 

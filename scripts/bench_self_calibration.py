@@ -3,7 +3,7 @@
 
     python scripts/bench_self_calibration.py [--windows 12] [--scale 20] [--seed 0] [--no-doc]
 
-A small fluid simulation of its own (not controller/fleet_sim.py, which serves every request at
+A small fluid simulation of its own (not controller/sim/fleet_sim.py, which serves every request at
 the plan's operating point whatever the load): per window the real Planner plans on the
 window's demand (code + conversation of the bundled catalog, Azure rates x `scale`); each
 deployment's replicas then run its query types together at the concurrency b where Little's law
@@ -15,7 +15,7 @@ latency and TTFT; a request meets its SLO when both are within the query type's 
 Truth: GPU speeds differ from the catalog by x0.7 on one GPU type (times x1/0.7 = x1.43) and
 x1.5 on the other (times x0.67). Three runs in this process, same demand and seeds:
   * off:    the planner plans on the catalog;
-  * on:     LLMFLEET_SELF_CALIBRATION (controller/self_calibration.py, gain 0.5, bounds x2) learns
+  * on:     LLMFLEET_SELF_CALIBRATION (controller/worker/planning/self_calibration.py, gain 0.5, bounds x2) learns
             a per-(GPU, precision) factor from the simulated telemetry;
   * oracle: the planner is given the true factors from the start.
 Prints per window the factors, the prediction error (max over the routes served of
@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_doc import machine, md_table, update_section  # noqa: E402
 
-from controller.planner import Planner, new_planner_state  # noqa: E402
-from controller.self_calibration import SelfCalibration, TierFactor, corrected_spec  # noqa: E402
-from controller.settings import Settings  # noqa: E402
+from controller.worker.planning.planner import Planner, new_planner_state  # noqa: E402
+from controller.worker.planning.self_calibration import SelfCalibration, TierFactor, corrected_spec  # noqa: E402
+from controller.common.settings import Settings  # noqa: E402
 from schemas import Catalog, DemandWindow, QueryDemand, RequestRecord, TelemetryBatch, load_catalog  # noqa: E402
 from solvers.perf import PerfInputError, route_times  # noqa: E402
 

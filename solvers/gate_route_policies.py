@@ -201,7 +201,7 @@ BASELINES = {"fi_wsp": fi_wsp, "gi_wsp": gi_wsp, "gf_wsp": gf_wsp, "fg_sp": fg_s
 class PrefillGate:
     """Which waiting class a free prefill slot takes under ``policy`` with ``n`` replicas.
 
-    One rule for every simulator (solvers.gate_route_sim, controller.gate_route_pool), so the
+    One rule for every simulator (solvers.gate_route_sim, solvers.gate_route_pool), so the
     fleet's pools and the standalone model admit identically. ``queues[i]`` holds class i's
     waiting jobs in arrival order; ``head_time(job)`` is a job's arrival time (only the fcfs
     admission reads it; default: the job is its arrival time). ``buffered[i]`` counts class

@@ -28,7 +28,7 @@ def broker() -> Iterator[str]:
     if external:
         yield external
         return
-    from controller.broker import EmbeddedBroker
+    from controller.devtools.broker import EmbeddedBroker
 
     b = EmbeddedBroker().start()
     try:

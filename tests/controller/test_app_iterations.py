@@ -7,9 +7,9 @@ import types
 
 import pytest
 
-from controller.app import Controller
-from controller.demand_window import new_state
-from controller.settings import Settings
+from controller.worker.app import Controller
+from controller.worker.windows.demand_window import new_state
+from controller.common.settings import Settings
 
 MSG = types.SimpleNamespace(topic="llmfleet.telemetry", partition=0, offset=42)
 GOOD = {"kind": "iterations", "deployment": "d0", "ts": [1.0, 2.0], "chunk_tokens": [256, 0],

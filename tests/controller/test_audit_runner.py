@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from controller.audit import AuditRunner
-from controller.planner import Planner, new_planner_state
-from controller.settings import Settings
+from controller.worker.audit import AuditRunner
+from controller.worker.planning.planner import Planner, new_planner_state
+from controller.common.settings import Settings
 from schemas import AuditRequest, DemandWindow, QueryDemand, load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ async def test_audit_in_a_separate_process() -> None:
 
 def test_audit_process_dies_with_its_worker(tmp_path: Path) -> None:
     code = ("import asyncio, os, sys, time\n"
-            "from controller.audit import AuditRunner\n"
+            "from controller.worker.audit import AuditRunner\n"
             "from tests.controller.test_audit_runner import _request\n"
             "r = AuditRunner(5.0)\n"
             "asyncio.run(r.run(_request(5.0)))\n"

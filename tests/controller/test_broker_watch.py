@@ -7,11 +7,11 @@ from itertools import islice
 
 import pytest
 
-from controller.broker import cluster_id, free_port
-from controller.broker_watch import (
+from controller.devtools.broker import cluster_id, free_port
+from controller.worker.broker_watch import (
     BrokerHealth, BrokerWatch, backoff_delays, bootstrap_cluster_id, parse_bootstrap,
 )
-from controller.metrics import Metrics
+from controller.worker.metrics import Metrics
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from controller.cli import main
-from controller.measurements import MeasurementFileError, measurements_from_telemetry, read_measurements
+from controller.offline.measurements import MeasurementFileError, measurements_from_telemetry, read_measurements
 from schemas import RequestRecord, TelemetryBatch, load_catalog
 from solvers.perf import route_times
 

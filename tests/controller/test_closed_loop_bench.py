@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from controller import closed_loop_bench as clb
-from controller.trace_reader import TraceError
+from controller.sim import closed_loop_bench as clb
+from controller.replay.trace_reader import TraceError
 from schemas import load_catalog
 
 

@@ -1,6 +1,6 @@
 """The worker's telemetry decoder accepts exactly what the exported JSON Schemas accept.
 
-One corpus of good and bad messages goes through `controller.telemetry_decode.decode` and
+One corpus of good and bad messages goes through `controller.worker.ingest.telemetry_decode.decode` and
 through `jsonschema` with `schemas/json/`; the verdicts must be identical. The decoder
 "accepts" a message when it refuses none of it (a batch with bad values loses only those
 records, but the message as a whole is not what the schema accepts).
@@ -18,8 +18,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from controller import telemetry_decode
-from controller.telemetry_decode import decode
+from controller.worker.ingest import telemetry_decode
+from controller.worker.ingest.telemetry_decode import decode
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "json"
 T0 = 1_700_000_000.0

@@ -1,7 +1,7 @@
 """request_id de-duplication: retries count once, memory stays bounded."""
 from __future__ import annotations
 
-from controller.dedup import RequestDedup
+from controller.worker.ingest.dedup import RequestDedup
 
 
 def test_a_retried_request_counts_once_and_records_without_ids_always_count() -> None:

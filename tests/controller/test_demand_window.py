@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller import demand_window as dw
+from controller.worker.windows import demand_window as dw
 
 W, G = 10.0, 2.0
 

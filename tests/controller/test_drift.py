@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller import drift
+from controller.worker.windows import drift
 
 
 @pytest.mark.parametrize("method", ["page_hinkley", "cusum"])

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import demand_window as dw
-from controller import event_time
+from controller.worker.windows import demand_window as dw
+from controller.worker.ingest import event_time
 
 T0 = 1_700_000_000.0
 NOW = T0 + 10_000.0  # the worker's clock, a little after the traffic (a replay or live)

@@ -9,7 +9,7 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 from mode.utils.queues import FlowControlQueue
 
-from controller import faust_recovery_order
+from controller.worker import faust_recovery_order
 
 STREAM = TP("windows", 0)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.fleet_sim import FleetSimulator, PerfTable
-from controller.gate_route_pool import GateRouteJob, GateRoutePool
-from controller.slo_window import SloWindows
-from controller.workload import poisson_requests
+from controller.sim.fleet_sim import FleetSimulator, PerfTable
+from solvers.gate_route_pool import GateRouteJob, GateRoutePool
+from controller.sim.slo_window import SloWindows
+from controller.sim.workload import poisson_requests
 from schemas import IterationBatch, RequestRecord, TelemetryBatch
 from solvers.fluid_lp import solve_bundled_lp
 from solvers.gate_route import gate_route_plan

@@ -6,12 +6,12 @@ import types
 import numpy as np
 import pytest
 
-from controller.gate_route_params import (
+from controller.worker.planning.gate_route_params import (
     CHUNK_CANDIDATES, REWARD_TIE, _choose_chunk, _fluid_latency_ok, gate_route_for_plan,
 )
-from controller.iteration_telemetry import IterationTelemetry
-from controller.planner import Planner, new_planner_state
-from controller.settings import Settings
+from controller.worker.planning.iteration_telemetry import IterationTelemetry
+from controller.worker.planning.planner import Planner, new_planner_state
+from controller.common.settings import Settings
 from schemas import DemandWindow, QueryDemand, load_catalog
 from solvers import from_plan
 from solvers.gate_route import gate_route_plan

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.fleet_sim import FleetSimulator, PerfTable
-from controller.iteration_telemetry import IterationTelemetry
-from controller.workload import poisson_requests
+from controller.sim.fleet_sim import FleetSimulator, PerfTable
+from controller.worker.planning.iteration_telemetry import IterationTelemetry
+from controller.sim.workload import poisson_requests
 from schemas import IterationBatch
 from solvers.gate_route import gate_route_plan
 from solvers.iteration_model import IterationModel

@@ -1,7 +1,7 @@
 """Prometheus metrics of a worker render with the observed values."""
 from __future__ import annotations
 
-from controller.metrics import Metrics
+from controller.worker.metrics import Metrics
 from schemas import AllocationEvent, Plan
 
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from controller.planner import Planner, audit_plan, bucket_tokens, new_planner_state
-from controller.settings import Settings
+from controller.worker.planning.planner import Planner, audit_plan, bucket_tokens, new_planner_state
+from controller.common.settings import Settings
 from schemas import AuditRequest, DemandWindow, QueryDemand, load_catalog
 from solvers import check_plan, compile_instance
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from controller.app import Controller
+from controller.worker.app import Controller
 from controller.cli import main
-from controller.settings import Settings
-from controller.demand_window import new_state
+from controller.common.settings import Settings
+from controller.worker.windows.demand_window import new_state
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "producer.md"
 EXAMPLE = re.compile(r"<!-- example: (?P<verdict>accepted|dead-lettered|partly)(?:: (?P<what>[^>]*?))? -->\s*"

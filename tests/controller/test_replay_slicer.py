@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from controller.replay import Slicer
-from controller.replay_command import replay
-from controller.trace_reader import Chunk, TraceError, TraceOptions, bundled_sources, read_trace
+from controller.replay.replay import Slicer
+from controller.replay.command import replay
+from controller.replay.trace_reader import Chunk, TraceError, TraceOptions, bundled_sources, read_trace
 from schemas import TelemetryBatch
 
 

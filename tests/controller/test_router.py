@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.router import Router, SmoothWRR, plan_weights
+from controller.router.core import Router, SmoothWRR, plan_weights
 from schemas import AllocationEvent
 
 

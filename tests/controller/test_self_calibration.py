@@ -1,13 +1,13 @@
-"""controller.self_calibration: bounded, smoothed per-tier corrections, and the planner's use of them."""
+"""controller.worker.planning.self_calibration: bounded, smoothed per-tier corrections, and the planner's use of them."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from controller.planner import Planner, new_planner_state
-from controller.self_calibration import SelfCalibration, TierFactor, constants_in_force, corrected_spec, step
-from controller.settings import Settings
+from controller.worker.planning.planner import Planner, new_planner_state
+from controller.worker.planning.self_calibration import SelfCalibration, TierFactor, constants_in_force, corrected_spec, step
+from controller.common.settings import Settings
 from schemas import DemandWindow, QueryDemand, RequestRecord, TelemetryBatch, load_catalog
 from solvers.perf import route_times
 
@@ -128,7 +128,7 @@ def test_the_controller_feeds_telemetry_to_the_planners_correction() -> None:
     import json
     import types
 
-    from controller.app import Controller
+    from controller.worker.app import Controller
 
     off = Controller(Settings(bootstrap_servers="localhost:1", web_port=0))
     assert off.self_calibration is None and off.planner.self_calibration is None  # type: ignore[attr-defined]
@@ -138,7 +138,7 @@ def test_the_controller_feeds_telemetry_to_the_planners_correction() -> None:
     rt = route_times(SPEC, M, "H100-SXM", "fp16", 1, 1, 2048, 28)
     import time as _time
 
-    from controller import demand_window as dw
+    from controller.worker.windows import demand_window as dw
 
     t0 = _time.time() - 100.0  # a plausible event time (the ingest refuses 1970)
     msg = TelemetryBatch.from_records([RequestRecord(ts=t0 + k, query_type="code", input_tokens=2048,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from controller import ticks
+from controller.worker.ingest import ticks
 
 
 def test_a_signed_tick_verifies_on_its_own_partition_only() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.demand_window import LengthRule
-from controller.trace_reader import (AZURE, BUNDLED_DIR, Chunk, Columns, ReadStats, TraceError,
+from controller.worker.windows.demand_window import LengthRule
+from controller.replay.trace_reader import (AZURE, BUNDLED_DIR, Chunk, Columns, ReadStats, TraceError,
                                      TraceOptions, TraceSource, bundled_sources, count_rows,
                                      parse_rule, parse_type_spec, read_source, read_trace)
 

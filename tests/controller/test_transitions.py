@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.cold_start import ColdStart
-from controller.fleet_sim import FleetSimulator, PerfTable
-from controller.loop_service import ClosedLoop
-from controller.router import Router, ready_shares
-from controller.workload import poisson_requests
+from solvers.cold_start import ColdStart
+from controller.sim.fleet_sim import FleetSimulator, PerfTable
+from controller.sim.loop_service import ClosedLoop
+from controller.router.core import Router, ready_shares
+from controller.sim.workload import poisson_requests
 from schemas import AllocationEvent, Plan
 
 T0 = 1_700_000_000.0

@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from controller import composition
-from controller.demand_window import partial_window
-from controller.forecast import bin_rates, trend_forecast
-from controller.planner import Planner, new_planner_state
-from controller.settings import Settings
+from controller.worker.planning import composition
+from controller.worker.windows.demand_window import partial_window
+from controller.worker.windows.forecast import bin_rates, trend_forecast
+from controller.worker.planning.planner import Planner, new_planner_state
+from controller.common.settings import Settings
 from schemas import AllocationEvent, DemandWindow, Plan, load_catalog
 from solvers import check_plan, to_plan
 from solvers.plan_codec import cand_key

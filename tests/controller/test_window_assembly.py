@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import demand_window as dw
-from controller import window_assembly as wa
-from controller.planner import new_planner_state
+from controller.worker.windows import demand_window as dw
+from controller.worker.windows import window_assembly as wa
+from controller.worker.planning.planner import new_planner_state
 
 W, G, P = 10.0, 2.0, 3
 
@@ -139,9 +139,9 @@ def test_progress_gives_the_open_window_once_per_step() -> None:
     up to the slowest partition, once per step of it, never a closed window."""
     import numpy as np
 
-    from controller import demand_window as dw
-    from controller import window_assembly
-    from controller.planner import new_planner_state
+    from controller.worker.windows import demand_window as dw
+    from controller.worker.windows import window_assembly
+    from controller.worker.planning.planner import new_planner_state
 
     state = new_planner_state()
     parts = {p: dw.new_state() for p in (0, 1)}

@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from controller.cli import main
-from controller.settings import Settings, Topics
-from controller.topic_admin import topic_plan
+from controller.common.settings import Settings, Topics
+from controller.common.topic_admin import topic_plan
 
 REPO = Path(__file__).resolve().parents[2]
 

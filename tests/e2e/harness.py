@@ -14,9 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from controller import ticks
-from controller.settings import Settings, Topics
-from controller.topic_admin import topic_partitions
+from controller.worker.ingest import ticks
+from controller.common.settings import Settings, Topics
+from controller.common.topic_admin import topic_partitions
 from schemas import RequestRecord, TelemetryBatch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ class Cluster:
     def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
         """A worker process logging to worker<k>.log; `env` adds to or overrides the cluster's."""
         log = open(self.tmp / f"worker{len(self.procs)}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen([sys.executable, "-m", "controller.worker"], env={**self.env, **env}, cwd=REPO,
+        p = subprocess.Popen([sys.executable, "-m", "controller.worker.run"], env={**self.env, **env}, cwd=REPO,
                              stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(p)
         return p

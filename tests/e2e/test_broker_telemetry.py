@@ -7,7 +7,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.broker import EmbeddedBroker, metadata_roundtrip
+from controller.devtools.broker import EmbeddedBroker, metadata_roundtrip
 from schemas import RequestRecord, TelemetryBatch, TelemetryMessage
 
 

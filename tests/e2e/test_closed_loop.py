@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.fleet_sim import FleetSimulator, PerfTable
-from controller.loop_service import ClosedLoop, LoopService
-from controller.replay import load_trace_topic, replay_from_topic
-from controller.router import Router
-from controller.router_service import RouterService
-from controller.topic_admin import ensure_topics
-from controller.trace_reader import TraceOptions, bundled_sources, read_trace
+from controller.sim.fleet_sim import FleetSimulator, PerfTable
+from controller.sim.loop_service import ClosedLoop, LoopService
+from controller.replay.replay import load_trace_topic, replay_from_topic
+from controller.router.core import Router
+from controller.router.service import RouterService
+from controller.common.topic_admin import ensure_topics
+from controller.replay.trace_reader import TraceOptions, bundled_sources, read_trace
 from schemas import AllocationEvent, DemandWindow, load_catalog
 from tests.e2e.harness import Cluster, collect
 from tests.e2e.test_controller import _valid
@@ -43,7 +43,7 @@ async def test_trace_topic_replay_closes_the_loop(broker: str, tmp_path: Path) -
         w = c.start_worker()
         await loop.start()
         try:
-            from controller.quickstart import Observed, wait_ready
+            from controller.devtools.quickstart import Observed, wait_ready
 
             obs = Observed()
             watch = asyncio.create_task(_first_event(broker, t.allocations, obs))

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from controller import app as app_module
-from controller.app import Controller
-from controller.settings import Settings
-from controller.topic_admin import ensure_topics
+from controller.worker import app as app_module
+from controller.worker.app import Controller
+from controller.common.settings import Settings
+from controller.common.topic_admin import ensure_topics
 from tests.e2e.harness import produce
 
 pytestmark = pytest.mark.broker
@@ -75,7 +75,7 @@ async def test_ensure_topics_reports_a_topic_of_another_width_and_leaves_it(brok
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from structlog.testing import capture_logs
 
-    from controller.settings import Topics
+    from controller.common.settings import Topics
 
     tag = uuid.uuid4().hex[:8]
     s = Settings(bootstrap_servers=broker, web_port=0,

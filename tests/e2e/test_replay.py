@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.replay import load_trace_topic, publish, replay_from_topic
-from controller.trace_reader import Chunk, TraceOptions, bundled_sources, read_trace
+from controller.replay.replay import load_trace_topic, publish, replay_from_topic
+from controller.replay.trace_reader import Chunk, TraceOptions, bundled_sources, read_trace
 from schemas import TelemetryBatch
 
 pytestmark = pytest.mark.broker

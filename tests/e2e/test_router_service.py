@@ -7,11 +7,11 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.fleet_sim import FleetSimulator, PerfTable
-from controller.loop_service import ClosedLoop, LoopService
-from controller.router import Router
-from controller.router_service import RouterService
-from controller.workload import poisson_requests
+from controller.sim.fleet_sim import FleetSimulator, PerfTable
+from controller.sim.loop_service import ClosedLoop, LoopService
+from controller.router.core import Router
+from controller.router.service import RouterService
+from controller.sim.workload import poisson_requests
 from schemas import AllocationEvent, TelemetryBatch
 
 FLEET = "fleet-e2e"

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from controller import ticks
-from controller.broker import EmbeddedBroker, free_port
+from controller.worker.ingest import ticks
+from controller.devtools.broker import EmbeddedBroker, free_port
 from tests.e2e.harness import REPO, TICK_KEY, Cluster, batch, collect, produce
 from tests.reliability.conftest import Figures, scaled
 from tests.reliability.tcp_proxy import TcpProxy

@@ -1,6 +1,6 @@
 """Scenario 7: a hostile producer, written with another Kafka client, next to a replayed trace.
 
-The bundled trace is replayed as `llmfleet replay` cuts it (controller.replay.Slicer, aiokafka).
+The bundled trace is replayed as `llmfleet replay` cuts it (controller.replay.replay.Slicer, aiokafka).
 Between its messages an outside client on confluent-kafka (librdkafka) writes to the same
 partitions: far-future, 1e308, 0 and 1970 times, forged ticks (the bare form that used to close
 windows early, and one with a bad signature), token counts as a string and a boolean, one
@@ -27,10 +27,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from confluent_kafka import Producer
 
-from controller import trace_reader as tr
-from controller.broker import free_port
-from controller.replay import Slicer
-from controller.topic_admin import ensure_topics
+from controller.replay import trace_reader as tr
+from controller.devtools.broker import free_port
+from controller.replay.replay import Slicer
+from controller.common.topic_admin import ensure_topics
 from schemas import DeadLetter
 from tests.e2e.harness import Cluster, collect
 from tests.reliability.conftest import Figures, scaled

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.planner import Planner
+from controller.worker.planning.planner import Planner
 from schemas import AllocationEvent, DemandWindow, load_catalog
 from solvers import check_plan, compile_instance
 from tests.e2e.harness import Cluster, batch, collect, produce

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from controller.audit import AuditRunner
+from controller.worker.audit import AuditRunner
 from schemas import AuditRequest, Instance, Plan, load_catalog
 from solvers import compile_instance, solve, to_plan
 from solvers.generator import generate_instance

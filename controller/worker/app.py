@@ -1,0 +1,538 @@
+"""The faust application: topics, tables, agents and timers declared here; logic lives in
+demand_window.py (ingest), planner.py (decisions) and audit.py (exact audits).
+
+    telemetry (N partitions) --ingest--> windows (1 partition) --planner--> allocations
+                                 |                                |  \\--> demand
+                                 +--> dlq                         +--> audit-requests --audit--> audits --planner
+
+* ingest: one changelog-backed table entry per telemetry partition holds its open windows
+  and the last offset applied (each record is counted once per offset, also after a crash).
+* planner: the windows topic has one partition, so exactly one worker of the group plans;
+  its state (epoch, plan in force, pending partials) is a table co-partitioned with it, so a
+  new leader recovers the epoch sequence. Planning runs in a thread so ingest keeps flowing.
+* audit: exact solves in a separate OS process, scaled out over audit-request partitions.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import numpy as np
+import structlog
+from pydantic import ValidationError
+
+from schemas import (
+    AllocationEvent, AuditReport, AuditRequest, Catalog, DeadLetter, describe, load_catalog,
+)
+
+from controller.worker.windows import demand_window as dw
+from controller.worker.ingest import event_time
+from controller.worker import faust_recovery_order
+from controller.worker import faust_tuning
+from controller.worker.ingest import telemetry_decode
+from controller.worker.ingest import ticks
+from controller.worker.windows import window_assembly
+from controller.worker.audit import AuditRunner
+from controller.devtools.broker import embedded_broker
+from controller.worker.broker_watch import BrokerHealth, BrokerWatch
+from controller.worker.ingest.dedup import RequestDedup
+from controller.worker.planning.iteration_telemetry import IterationTelemetry
+from controller.worker.metrics import Metrics
+from controller.worker.planning.planner import Planner, new_planner_state
+from controller.worker.planning.self_calibration import SelfCalibration
+from controller.common.settings import Settings
+from controller.worker.windows.window_assembly import fast_path_step
+
+log = structlog.get_logger()
+LAST_PUBLISHED_TAIL = 512  # messages a new leader reads back to find the last epoch and window
+
+
+
+
+def _bootstrap(s: Settings) -> list[str]:
+    assert s.bootstrap_servers, "bootstrap_servers must be resolved before building the app"
+    return [f"kafka://{h.strip()}" for h in s.bootstrap_servers.split(",")]
+
+
+class Controller:
+    """Everything one worker runs; `app` is the faust App."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None, *, cluster: str | None = None,
+                 restart: Callable[[str, BrokerHealth], None] | None = None) -> None:
+        """`cluster`: id of the Kafka cluster the worker started on (see broker_watch);
+        `restart(reason, health)` replaces the process after the broker came back empty."""
+        s = self.s = settings
+        self.catalog = catalog or load_catalog(s.catalog_path)
+        self.qt_ids = {q.id for q in self.catalog.query_types}
+        self.rules = [dw.LengthRule(**r) for r in s.classify_rules]  # type: ignore[arg-type]
+        for name in [r.query_type for r in self.rules] + [s.default_query_type]:
+            if name not in self.qt_ids:
+                raise ValueError(f"classification names query type {name!r} missing from the catalog")
+        self.planner = Planner(self.catalog, s)
+        # engine iteration timings ("iterations" telemetry) -> fitted gate-and-route iteration
+        # models; the planner reads them when it is the leader in this worker. Each worker sees
+        # only the samples of its own telemetry partitions.
+        self.iterations = IterationTelemetry()
+        self.planner.iteration_telemetry = self.iterations  # type: ignore[attr-defined]
+        self.self_calibration = SelfCalibration(  # issue 16: per-tier speed correction from latencies
+            self.catalog.to_instance(performance_model=s.performance_model).to_spec(), gain=s.self_calibration_gain,
+            max_factor=s.self_calibration_max_factor, min_requests=s.self_calibration_min_requests) \
+            if s.self_calibration else None
+        self.planner.self_calibration = self.self_calibration  # type: ignore[attr-defined]
+        self.metrics = Metrics()
+        self.audits = AuditRunner(s.audit_time_limit_s)
+        faust_tuning.install(s.fetch_wait_ms)
+        faust_recovery_order.install()
+        self.last_seen: dict[int, float] = {}
+        self.dedup = RequestDedup(s.dedup_ids)
+        self._synced = False  # planner state aligned with the published topics (per process)
+        self._last_event: AllocationEvent | None = None  # newest plan this process published or synced
+        self._restart = restart
+        self.broker_watch = BrokerWatch(
+            s.bootstrap_servers or "", interval_s=s.broker_probe_s, backoff_max_s=s.broker_backoff_max_s,
+            name="worker", cluster=cluster, health=BrokerHealth.carried(),
+            on_reset=[self._on_broker_reset], on_change=self.metrics.observe_broker)
+        self.metrics.observe_broker(self.broker_watch.health)
+        self.app = app = faust.App(
+            s.consumer_group, broker=_bootstrap(s), store="memory://", autodiscover=False,
+            topic_partitions=s.telemetry_partitions, topic_allow_declare=True,
+            broker_rebalance_timeout=5.0, broker_session_timeout=8.0, broker_heartbeat_interval=1.0,
+            consumer_auto_offset_reset="earliest", web_enabled=s.web_port > 0,
+            web_port=s.web_port or 6066, web_bind="127.0.0.1",
+            producer_max_request_size=s.max_message_bytes,
+            processing_guarantee="exactly_once" if s.enable_idempotence else "at_least_once",
+            table_cleanup_interval=3600.0,
+            # The embedded broker (tansu 0.6) reports a partition's end offset as the last
+            # record batch's base offset + 1, so faust's table recovery, which reads a changelog
+            # to that end, missed the tail of a multi-record last batch: a worker taking over
+            # partitions after a crash restored stale ingest state and lost counts. On it, every
+            # write is its own batch, which makes the reported end exact.
+            producer_max_batch_size=1 if embedded_broker(cluster) else 16384,
+            # Tables live in memory, so the "persisted" offset this check compares is this
+            # process's own; after a broker that came back empty it crashes table recovery
+            # before the broker watch can restart the worker cleanly (a changelog that lost
+            # data means a new cluster, which the watch detects and restarts on).
+            recovery_consistency_check=False,
+        )
+        t = s.topics
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.t_telemetry = app.topic(t.telemetry, partitions=s.telemetry_partitions, **raw)
+        self.t_windows = app.topic(t.windows, partitions=1, **raw)
+        self.t_audits = app.topic(t.audits, partitions=1, **raw)
+        self.t_audit_requests = app.topic(t.audit_requests, partitions=2, **raw)
+        self.t_allocations = app.topic(t.shadow_allocations if s.observe_only else t.allocations,
+                                       partitions=1, **raw)
+        self.t_demand = app.topic(t.demand, partitions=1, **raw)
+        self.t_dlq = app.topic(t.dlq, partitions=1, **raw)
+        # no key/value types: faust serialises table keys and values as JSON
+        self.ingest_table = app.Table("ingest-windows", default=None, partitions=s.telemetry_partitions)
+        self.planner_table = app.Table("planner-state", default=None, partitions=1)
+        app.agent(self.t_telemetry, name="ingest")(self._ingest)
+        app.agent(app.topic(t.windows, t.audits, **raw), name="planner")(self._plan)
+        app.agent(self.t_audit_requests, name="audit")(self._audit)
+        app.timer(max(0.2, min(s.idle_s, 1.0)), name="tick-idle-partitions")(self._tick_idle)
+        app.task(self._watch_broker)
+        if s.web_port > 0:
+            app.page("/metrics")(self.metrics.faust_view())
+        app.on_partitions_assigned.connect(self._on_assigned)
+
+    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        """Gaining the windows partition makes this worker the leader: re-sync before planning."""
+        if any(tp.topic == self.s.topics.windows for tp in assigned):
+            self._synced = False
+
+    # ---- ingest --------------------------------------------------------------------------------
+    async def _ingest(self, stream: Any) -> None:
+        s = self.s
+        async for event in stream.events():
+            msg = event.message
+            p, off = msg.partition, msg.offset
+            self.last_seen[p] = time.monotonic()
+            key = f"p{p}"
+            state = self.ingest_table.get(key) or dw.new_state()
+            wm_in = state["wm"]
+            try:
+                cols, wm_only = await self._decode(event.value, msg, state)
+            except Exception as exc:  # a decoder bug must cost one message, not the ingest agent
+                log.exception("telemetry.decode_failed", partition=p, offset=off)
+                await self._dead(event.value or b"", msg, f"internal error while decoding: {exc!r}")
+                cols, wm_only = None, None
+            if cols is not None:
+                new_wm = event_time.advance(state["wm"], float(cols[0].max()), time.time(),
+                                            bound_s=s.event_time_bound_s) if len(cols[0]) else None
+                applied, late = dw.add_records(state, off, *cols, window_s=s.window_s, grace_s=s.grace_s,
+                                                burst_s=s.burst_s, watermark=new_wm)
+                if applied:
+                    self.metrics.records.inc(len(cols[0]))
+                    self.metrics.late.inc(late)
+            else:
+                state["offset"] = max(state["offset"], off)
+            before = state["wm"]
+            partials = dw.close_ready(state, p, window_s=s.window_s, grace_s=s.grace_s, watermark=wm_only)
+            for part in partials:
+                part["closed_at"] = time.time()
+                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(part).encode())
+            progress = self._progress(state, p, wm_in) if cols is not None else None
+            if progress is not None:
+                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(progress).encode())
+            elif not partials and state["wm"] is not None and (
+                    before is None or state["wm"] // s.window_s != before // s.window_s or wm_only is not None):
+                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(
+                    {"kind": "wm", "partition": p, "wm": state["wm"]}).encode())
+            self.ingest_table[key] = state
+
+    def _progress(self, state: dict[str, Any], partition: int, before: float | None) -> dict[str, Any] | None:
+        """The open window so far, each time the partition's watermark crosses a fast-path step
+        (Planner.on_burst: the first plan from observed traffic, and re-plans on a burst)."""
+        s = self.s
+        if not (s.fast_path or s.startup_plan == "observed") or state["wm"] is None:
+            return None
+        step = fast_path_step(s)
+        if before is not None and state["wm"] // step == before // step:
+            return None
+        return dw.progress(state, partition, window_s=s.window_s)
+
+    async def _decode(self, raw: bytes | None, msg: Any, state: dict[str, Any]
+                      ) -> tuple[tuple[np.ndarray, ...] | None, float | None]:
+        """Columns of a message's sane records, or a verified tick's (bounded) watermark.
+
+        Every refused message, and every refused record of a batch (with its index), goes to
+        the DLQ with its reason; the good records of a batch are still counted.
+        """
+        s = self.s
+        d = telemetry_decode.decode(raw, s.max_decode_bytes)
+        for r in d.rejected:
+            await self._dead(raw or b"", msg, r.reason, r.index, r.record)
+        if d.tick is not None:
+            try:
+                wm = ticks.verify(s.tick_key, msg.topic, msg.partition, d.tick)
+            except ValueError as exc:
+                await self._dead(raw or b"", msg, str(exc))
+                return None, None
+            if wm > time.time() + s.event_time_bound_s:
+                await self._dead(raw or b"", msg, f"tick: {event_time.FAR_FUTURE}")
+                return None, None
+            return None, event_time.advance(state["wm"], wm, time.time(), bound_s=s.event_time_bound_s)
+        if d.iterations is not None:  # engine iteration timings: they feed the iteration-model fit only
+            self.iterations.add(d.iterations)
+            return None, None
+        batch = d.batch
+        if batch is None:
+            return None, None
+        if self.self_calibration is not None:
+            self.self_calibration.add_batch(batch)
+        n = len(batch)
+        inp = np.asarray(batch.input_tokens, dtype=np.float64)
+        out = np.asarray(batch.output_tokens, dtype=np.float64)
+        qt = np.array(batch.query_type if batch.query_type is not None else [None] * n, dtype=object)
+        missing = np.array([q is None for q in qt], dtype=bool)
+        if missing.any():
+            qt[missing], used = dw.classify_with_rule(inp[missing], out[missing], self.rules,
+                                                      s.default_query_type)
+            for (q, k), c in Counter(zip(qt[missing].tolist(), used.tolist())).items():
+                self.metrics.classified.labels(query_type=q, rule=str(k)).inc(c)
+        ts = np.asarray(batch.ts, dtype=np.float64)
+        why = event_time.screen(ts, state["wm"], time.time(), bound_s=s.event_time_bound_s,
+                                min_ts=s.min_event_ts, window_s=s.window_s, open_windows=state["windows"],
+                                max_open_windows=s.max_open_windows)
+        unknown = np.array([q not in self.qt_ids for q in qt], dtype=bool)
+        why[(why == "") & unknown] = "unknown query type"
+        bad = np.nonzero(why != "")[0]
+        if len(bad):
+            cols = {c: getattr(batch, c) for c in ("ts", "query_type", "input_tokens", "output_tokens", "request_id")}
+            for i in bad.tolist():
+                reason = str(why[i]) + (f" {str(qt[i])!r} (valid: {sorted(self.qt_ids)})"
+                                        if why[i] == "unknown query type" else f" (ts {ts[i]!r})")
+                row = {c: v[i] for c, v in cols.items() if v is not None}
+                await self._dead(raw or b"", msg, reason, d.original_index(i) if d.n_in > 1 else None,
+                                 row if d.n_in > 1 else None)
+        keep = why == ""
+        if batch.request_id is not None and keep.any():  # a producer's retry is not counted twice
+            pos = np.nonzero(keep)[0]
+            fresh = self.dedup.fresh(msg.partition, [batch.request_id[i] for i in pos.tolist()])
+            keep[pos[~fresh]] = False
+            self.metrics.duplicates.inc(int((~fresh).sum()))
+        fl = lambda col: np.array([np.nan if v is None else v for v in col], dtype=np.float64)[keep] \
+            if col is not None else None  # noqa: E731
+        oc = np.array(batch.outcome, dtype=object)[keep] if batch.outcome is not None else None
+        return (ts[keep], qt[keep].astype(str), inp[keep], out[keep], fl(batch.latency_s),
+                fl(batch.ttft_s), oc), None
+
+    async def _dead(self, raw: bytes, msg: Any, reason: str, index: int | None = None,
+                    record: dict[str, Any] | None = None) -> None:
+        """Publish a dead letter; an original too large for the DLQ keeps a prefix, size and digest.
+
+        A refused record of a batch carries its index and the record itself, not the batch.
+        """
+        self.metrics.dlq.inc()
+        body = json.dumps(record).encode() if record is not None else raw
+        keep = max(1024, (self.s.max_message_bytes - 16_384) * 3 // 4)  # base64 grows by 4/3
+        letter = DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                            reason=reason[:2000], record_index=index,
+                            original_b64=base64.b64encode(body[:keep]).decode(),
+                            original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest(),
+                            truncated=len(body) > keep, received_at=time.time())
+        await self.t_dlq.send(value=letter.model_dump_json().encode())
+        log.warning("telemetry.dead_letter", partition=msg.partition, offset=msg.offset, index=index,
+                    reason=reason[:200])
+
+    async def _tick_idle(self) -> None:
+        """Advance idle partitions to this worker's watermark by sending them a signed tick."""
+        if not self.broker_watch.health.up:
+            # nothing arrives in an outage, so nothing to advance; and a tick buffered now would
+            # be written, with stale metadata, into a broker that comes back empty
+            return
+        assigned = [tp.partition for tp in self.app.consumer.assignment()
+                    if tp.topic == self.s.topics.telemetry]
+        if not assigned:
+            return
+        wms = [st["wm"] for p in assigned if (st := self.ingest_table.get(f"p{p}")) and st["wm"] is not None]
+        if not wms:
+            return
+        now, top = time.monotonic(), max(wms)
+        for p in assigned:
+            if now - self.last_seen.get(p, 0.0) >= self.s.idle_s:
+                self.last_seen[p] = now
+                await self.t_telemetry.send(key=b"tick", value=ticks.make(self.s.tick_key, self.s.topics.telemetry,
+                                                                          p, top), partition=p)
+
+    # ---- planner (leader) ---------------------------------------------------------------------
+    async def _plan(self, stream: Any) -> None:
+        s = self.s
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            state = self.planner_table.get(s.fleet_id) or new_planner_state()
+            if not self._synced:  # first planner event in this process: a new or restarted leader
+                await self._sync_with_published(state)
+                if state["epoch"] == 0 and state["plan"] is None and s.startup_plan == "catalog":
+                    # routers get a plan at once (with "observed", the first progress makes it)
+                    await self._publish(await loop.run_in_executor(
+                        None, self.planner.on_startup, state, s.fleet_id, time.time()))
+            try:
+                msg = json.loads(event.value)
+            except ValueError:
+                continue
+            if event.message.topic == s.topics.audits:
+                report = AuditReport.model_validate(msg)
+                self.metrics.audit_gap.set(report.gap or 0.0)
+                decision = self.planner.on_audit(state, report)
+                await self._publish(decision)
+            elif msg.get("kind") in ("partial", "wm", "progress"):
+                self._absorb(state, msg)
+                follow_up = None
+                for window, closed_at in self._closable(state):
+                    await self.t_demand.send(key=s.fleet_id.encode(), value=window.model_dump_json().encode())
+                    self.metrics.windows.inc()
+                    decision = await loop.run_in_executor(None, self.planner.on_window, state, window, closed_at)
+                    await self._publish(decision)
+                    follow_up = decision.follow_up or follow_up
+                if follow_up is not None:  # AGH once the GH plan is out: off the window -> event path
+                    await self._publish(await loop.run_in_executor(None, self.planner.follow_up, state, follow_up))
+                if msg.get("kind") == "progress":  # the fast path looks at the window still open
+                    fast = window_assembly.open_window(state, fleet_id=s.fleet_id, window_s=s.window_s,
+                                                       step_s=fast_path_step(s))
+                    if fast is not None:
+                        await self._publish(await loop.run_in_executor(None, functools.partial(
+                            self.planner.on_burst, state, fast[0], time.time(), bins=fast[1])))
+            self.planner_table[s.fleet_id] = state
+
+    def _absorb(self, state: dict[str, Any], msg: dict[str, Any]) -> None:
+        kind = window_assembly.absorb_any(state, msg)
+        if kind == "duplicate":
+            self.metrics.duplicate_partials.inc()
+            log.info("planner.duplicate_partial", window=msg["window"], partition=msg["partition"])
+        elif kind == "late":
+            self.metrics.late_partials.inc()
+            log.warning("planner.late_partial", window=msg["window"], partition=msg["partition"],
+                        records=window_assembly.partial_records(msg), counted_in="next window's late_records")
+
+    def _closable(self, state: dict[str, Any]) -> list[tuple[Any, float | None]]:
+        s = self.s
+        return window_assembly.closable(state, fleet_id=s.fleet_id, partitions=s.telemetry_partitions,
+                                        window_s=s.window_s, grace_s=s.grace_s)
+
+    async def _publish(self, decision: Any) -> None:
+        s = self.s
+        for ev in decision.events:
+            await self.t_allocations.send(key=ev.fleet_id.encode(), value=ev.model_dump_json().encode())
+            self._last_event = ev
+            self.metrics.observe_event(ev, decision.solve_seconds)
+            log.info("plan.published", fleet=ev.fleet_id, epoch=ev.epoch, trigger=ev.trigger, method=ev.method,
+                     status=ev.status, cost_per_hour=round(ev.cost_per_hour, 4), degraded=ev.degraded,
+                     drift=decision.drift, gpus=sum(d.replicas * d.tp * d.pp for d in ev.plan.deployments),
+                     solve_ms={k: round(v * 1e3, 2) for k, v in decision.solve_seconds.items()},
+                     stage_ms={k: round(v * 1e3, 2) for k, v in decision.stage_seconds.items()},
+                     compiled_qts=decision.compiled_query_types, window_end=ev.window_end,
+                     shadow=s.observe_only)
+        if decision.drift:
+            self.metrics.drift.inc()
+        for req in decision.audits:
+            await self.t_audit_requests.send(key=req.fleet_id.encode(), value=req.model_dump_json().encode())
+
+    async def _sync_with_published(self, state: dict[str, Any]) -> None:
+        """Align recovered planner state with what is already published.
+
+        The planner's table and its output topics are not written atomically: a leader killed
+        after publishing but before its table update reached the changelog would otherwise
+        publish the same window (and epoch) again. So a new leader continues from the highest
+        epoch on the allocations topic and the last window on the demand topic. A leader whose
+        table lost the plan in force (its changelog is gone) takes it from that event."""
+        s = self.s
+        topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
+        last = await self._last_published(topic, "epoch")
+        end_msg = await self._last_published(s.topics.demand, "window_end")
+        last_end = float(end_msg["window_end"]) if end_msg else 0.0
+        if last is not None:
+            try:
+                event = AllocationEvent.model_validate(last)
+            except ValidationError as exc:
+                log.warning("planner.sync_bad_event", epoch=last.get("epoch"), reason=describe(exc))
+            else:
+                self._last_event = event
+                if state["plan"] is None or event.epoch > state["epoch"]:
+                    Planner.adopt(state, event, event.window_end)
+                    log.info("planner.plan_restored", epoch=event.epoch, trigger=event.trigger)
+        state["epoch"] = max(state["epoch"], int(last["epoch"]) if last else 0)
+        if last_end > 0:
+            window_assembly.skip_to(state, round(last_end / s.window_s) - 1)
+        self._synced = True
+        log.info("planner.synced", epoch=state["epoch"], closed_upto=state["closed_upto"])
+
+    async def _last_published(self, topic: str, field: str) -> dict[str, Any] | None:
+        """This fleet's message with the highest `field` on `topic` (None: none).
+
+        Every partition is read: a fleet's messages share a key and so a partition, but which
+        one depends on the topic's width, and a topic created by a consumer that subscribed
+        before the workers (broker auto-creation) or by an operator can be wider than planned.
+        Per partition it reads the last LAST_PUBLISHED_TAIL messages before the reported end,
+        on to exhaustion (the embedded broker's ListOffsets(latest) can under-report the end;
+        reading past it covers that), and the whole partition only when the tail holds nothing
+        of this fleet. The fields read (epoch, window end) grow with the offset, so the tail
+        holds the highest."""
+        from aiokafka import AIOKafkaConsumer
+
+        from controller.common.topic_admin import topic_partitions
+
+        c = AIOKafkaConsumer(bootstrap_servers=self.s.bootstrap_servers, enable_auto_commit=False)
+        await c.start()
+        best: dict[str, Any] | None = None
+        try:
+            tps = await topic_partitions(c, topic)
+            c.assign(tps)
+            ends = await c.end_offsets(tps)
+            for tp in tps:
+                end = ends.get(tp, 0)
+                if end == 0:  # empty (even the embedded broker reports >= 1 once a batch is in)
+                    continue
+                start = max(0, end - LAST_PUBLISHED_TAIL)
+                found = await self._scan_for_highest(c, tp, start, end, field)
+                if found is None and start > 0:
+                    found = await self._scan_for_highest(c, tp, 0, end, field)
+                if found is not None and (best is None or float(found[field]) > float(best[field])):
+                    best = found
+        finally:
+            await c.stop()
+        return best
+
+    async def _scan_for_highest(self, c: Any, tp: Any, start: int, end: int, field: str,
+                                timeout_s: float = 30.0) -> dict[str, Any] | None:
+        """Read from `start` until past `end` and a poll comes back empty (the first fetch after
+        a seek can take longer than one poll)."""
+        c.seek(tp, start)
+        best: dict[str, Any] | None = None
+        give_up = time.monotonic() + timeout_s
+        while True:
+            recs = await c.getmany(tp, timeout_ms=500, max_records=1000)
+            if not recs.get(tp):
+                if await c.position(tp) >= end or time.monotonic() > give_up:
+                    return best
+                continue
+            for m in recs[tp]:
+                try:
+                    ev = json.loads(m.value)
+                    if ev.get("fleet_id") == self.s.fleet_id and ev.get(field) is not None and (
+                            best is None or float(ev[field]) > float(best[field])):
+                        best = ev
+                except (ValueError, TypeError, AttributeError):
+                    pass
+
+    # ---- broker outages -------------------------------------------------------------------------
+    async def _watch_broker(self) -> None:
+        await self.broker_watch.run()
+
+    async def _on_broker_reset(self, old: str, new: str) -> None:
+        """The broker came back as another cluster (the embedded broker keeps nothing): its
+        topics, committed offsets and table changelogs are gone, so this process's consumer
+        positions and table state refer to nothing. Re-create the topics, put the plan in force
+        back on the allocations topic at the next epoch (routers keep it, and a new leader
+        continues from it), then restart the worker so faust starts from the new cluster."""
+        s = self.s
+        if s.broker_recovery == "off":
+            log.error("worker.broker_reset_not_recovered", old_cluster=old, cluster=new,
+                      hint="broker_recovery=off: restart the workers (and routers) by hand")
+            return
+        from controller.common.topic_admin import ensure_topics
+
+        assert s.bootstrap_servers
+        await ensure_topics(s, s.bootstrap_servers)
+        topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
+        if self._last_event is not None:
+            state = self.planner_table.get(s.fleet_id) or {}
+            epoch = max(self._last_event.epoch, int(state.get("epoch", 0))) + 1
+            event = self._last_event.model_copy(update={
+                "epoch": epoch, "trigger": "recovered", "created_at": time.time(),
+                "explanation": [*self._last_event.explanation,
+                                f"republished after the broker came back empty (epoch {self._last_event.epoch})"]})
+            await self._send_direct(topic, event.fleet_id.encode(), event.model_dump_json().encode())
+            log.warning("plan.republished", fleet=event.fleet_id, epoch=event.epoch, was=self._last_event.epoch)
+        else:  # the leader holds the plan in force: give it time to put it back first
+            found = await self._wait_for_plan(topic, s.broker_recovery_wait_s)
+            log.info("worker.waited_for_plan", found=found, waited_max_s=s.broker_recovery_wait_s)
+        self.audits.close()
+        restart = self._restart
+        if restart is None:
+            from controller.worker.run import restart_worker as restart
+        restart("broker reset", self.broker_watch.health)
+
+    async def _send_direct(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send with a fresh producer: faust's own is bound to the cluster that is gone."""
+        from aiokafka import AIOKafkaProducer
+
+        p = AIOKafkaProducer(bootstrap_servers=self.s.bootstrap_servers, max_request_size=self.s.max_message_bytes)
+        await p.start()
+        try:
+            await p.send_and_wait(topic, value, key=key)
+        finally:
+            await p.stop()
+
+    async def _wait_for_plan(self, topic: str, timeout: float) -> bool:
+        """True once the (re-created) allocations topic holds a plan of this fleet."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await self._last_published(topic, "epoch") is not None:
+                return True
+            await asyncio.sleep(0.5)
+        return False
+
+    # ---- audit ---------------------------------------------------------------------------------
+    async def _audit(self, stream: Any) -> None:
+        await self.audits.ensure_ready()  # the audit process imports while nothing waits on it
+        async for raw in stream:
+            try:
+                req = AuditRequest.model_validate_json(raw)
+            except ValidationError as exc:
+                log.warning("audit.bad_request", reason=describe(exc))
+                continue
+            report = await self.audits.run(req)
+            self.metrics.solve_seconds.labels(method=req.method).observe(report.seconds)
+            await self.t_audits.send(key=req.fleet_id.encode(), value=report.model_dump_json().encode())
+            log.info("audit.reported", epoch=report.epoch, status=report.status, gap=report.gap,
+                     plan_cost=report.plan_cost, best_cost=report.best_cost, seconds=round(report.seconds, 3))
