@@ -153,7 +153,7 @@ class Settings(BaseSettings):
                                    "(real Kafka; the embedded broker has no InitProducerId)")
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     fetch_wait_ms: int = Field(default=20, ge=1, le=5000, description="consumer long-poll wait")
-    # broker outages (controller/worker/broker_watch.py)
+    # broker outages (controller/common/broker_watch.py)
     broker_probe_s: float = Field(default=1.0, gt=0, description="seconds between broker probes while it answers")
     broker_backoff_max_s: float = Field(default=15.0, gt=0, description="longest wait between probes while "
                                                                         "no broker answers (backoff from 0.5 s)")

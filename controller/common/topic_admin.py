@@ -5,33 +5,14 @@ may auto-create topics with its own default, so every topic is created up front.
 """
 from __future__ import annotations
 
-import aiokafka.client as aiokafka_client
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.errors import TopicAlreadyExistsError
 
 from controller.common.settings import Settings
 
 log = structlog.get_logger()
-
-
-class _MetadataRequestWithoutAutoCreate(MetadataRequest):
-    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = False) -> None:
-        super().__init__(topics, allow_auto_topic_creation)
-
-
-def no_auto_create_topics() -> None:
-    """Make this process's Kafka clients ask brokers not to auto-create topics they touch.
-
-    Every topic is created up front with its partition count; an auto-created one gets the
-    broker's default, and a client that sends while a broker comes back empty would create
-    topics behind ensure_topics' back. (It does not stop a client with stale metadata from
-    writing into a topic the embedded broker does not have yet; see docs/reliability.md.)
-    Real Kafka deployments should also set auto.create.topics.enable=false (docker-compose.yml
-    does). Idempotent; affects aiokafka clients created in this process (faust's included)."""
-    aiokafka_client.MetadataRequest = _MetadataRequestWithoutAutoCreate  # type: ignore[misc]
 
 
 def topic_plan(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:

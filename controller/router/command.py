@@ -14,7 +14,7 @@ import click
 import structlog
 
 from controller.common.async_tasks import cancel_and_wait
-from controller.worker.broker_watch import BrokerWatch, bootstrap_cluster_id
+from controller.common.broker_watch import BrokerWatch, bootstrap_cluster_id
 
 if TYPE_CHECKING:
     from controller.sim.loop_service import LoopService
@@ -30,14 +30,15 @@ async def serve(cold_start_s: float, seed: int, max_wait_s: float | None) -> Non
     from controller.router.core import Router
     from controller.router.service import RouterService
     from controller.common.settings import Settings
-    from controller.common.topic_admin import ensure_topics, no_auto_create_topics
+    from controller.common import workarounds
+    from controller.common.topic_admin import ensure_topics
 
     s = Settings()
     if not s.bootstrap_servers:
         raise click.UsageError("the router needs a running Kafka: set LLMFLEET_BOOTSTRAP_SERVERS "
                                "(start one with `llmfleet broker`)")
     bootstrap = s.bootstrap_servers
-    no_auto_create_topics()
+    workarounds.install(faust=False)
     await ensure_topics(s, bootstrap)
 
     async def start_over(old: str, new: str) -> None:

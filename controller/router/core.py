@@ -390,12 +390,3 @@ class Router:
                 for fid, f in sorted(self._fleets.items())
             },
         }
-
-
-def __getattr__(name: str) -> Any:
-    """`from controller.router.core import RouterService` without importing aiokafka eagerly."""
-    if name == "RouterService":
-        from controller.router.service import RouterService
-
-        return RouterService
-    raise AttributeError(name)

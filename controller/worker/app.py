@@ -35,14 +35,13 @@ from schemas import (
 
 from controller.worker.windows import demand_window as dw
 from controller.worker.ingest import event_time
-from controller.worker import faust_recovery_order
-from controller.worker import faust_tuning
+from controller.common import workarounds
+from controller.worker import recovery
 from controller.worker.ingest import telemetry_decode
 from controller.worker.ingest import ticks
 from controller.worker.windows import window_assembly
 from controller.worker.audit import AuditRunner
-from controller.devtools.broker import embedded_broker
-from controller.worker.broker_watch import BrokerHealth, BrokerWatch
+from controller.common.broker_watch import BrokerHealth, BrokerWatch
 from controller.worker.ingest.dedup import RequestDedup
 from controller.worker.planning.iteration_telemetry import IterationTelemetry
 from controller.worker.metrics import Metrics
@@ -52,7 +51,6 @@ from controller.common.settings import Settings
 from controller.worker.windows.window_assembly import fast_path_step
 
 log = structlog.get_logger()
-LAST_PUBLISHED_TAIL = 512  # messages a new leader reads back to find the last epoch and window
 
 
 
@@ -89,8 +87,7 @@ class Controller:
         self.planner.self_calibration = self.self_calibration  # type: ignore[attr-defined]
         self.metrics = Metrics()
         self.audits = AuditRunner(s.audit_time_limit_s)
-        faust_tuning.install(s.fetch_wait_ms)
-        faust_recovery_order.install()
+        workarounds.install(fetch_wait_ms=s.fetch_wait_ms)
         self.last_seen: dict[int, float] = {}
         self.dedup = RequestDedup(s.dedup_ids)
         self._synced = False  # planner state aligned with the published topics (per process)
@@ -110,17 +107,7 @@ class Controller:
             producer_max_request_size=s.max_message_bytes,
             processing_guarantee="exactly_once" if s.enable_idempotence else "at_least_once",
             table_cleanup_interval=3600.0,
-            # The embedded broker (tansu 0.6) reports a partition's end offset as the last
-            # record batch's base offset + 1, so faust's table recovery, which reads a changelog
-            # to that end, missed the tail of a multi-record last batch: a worker taking over
-            # partitions after a crash restored stale ingest state and lost counts. On it, every
-            # write is its own batch, which makes the reported end exact.
-            producer_max_batch_size=1 if embedded_broker(cluster) else 16384,
-            # Tables live in memory, so the "persisted" offset this check compares is this
-            # process's own; after a broker that came back empty it crashes table recovery
-            # before the broker watch can restart the worker cleanly (a changelog that lost
-            # data means a new cluster, which the watch detects and restarts on).
-            recovery_consistency_check=False,
+            **workarounds.faust_app_options(cluster),  # tansu end offsets, in-memory tables
         )
         t = s.topics
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -387,8 +374,8 @@ class Controller:
         table lost the plan in force (its changelog is gone) takes it from that event."""
         s = self.s
         topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
-        last = await self._last_published(topic, "epoch")
-        end_msg = await self._last_published(s.topics.demand, "window_end")
+        last = await recovery.last_published(s.bootstrap_servers or "", topic, "epoch", s.fleet_id)
+        end_msg = await recovery.last_published(s.bootstrap_servers or "", s.topics.demand, "window_end", s.fleet_id)
         last_end = float(end_msg["window_end"]) if end_msg else 0.0
         if last is not None:
             try:
@@ -405,64 +392,6 @@ class Controller:
             window_assembly.skip_to(state, round(last_end / s.window_s) - 1)
         self._synced = True
         log.info("planner.synced", epoch=state["epoch"], closed_upto=state["closed_upto"])
-
-    async def _last_published(self, topic: str, field: str) -> dict[str, Any] | None:
-        """This fleet's message with the highest `field` on `topic` (None: none).
-
-        Every partition is read: a fleet's messages share a key and so a partition, but which
-        one depends on the topic's width, and a topic created by a consumer that subscribed
-        before the workers (broker auto-creation) or by an operator can be wider than planned.
-        Per partition it reads the last LAST_PUBLISHED_TAIL messages before the reported end,
-        on to exhaustion (the embedded broker's ListOffsets(latest) can under-report the end;
-        reading past it covers that), and the whole partition only when the tail holds nothing
-        of this fleet. The fields read (epoch, window end) grow with the offset, so the tail
-        holds the highest."""
-        from aiokafka import AIOKafkaConsumer
-
-        from controller.common.topic_admin import topic_partitions
-
-        c = AIOKafkaConsumer(bootstrap_servers=self.s.bootstrap_servers, enable_auto_commit=False)
-        await c.start()
-        best: dict[str, Any] | None = None
-        try:
-            tps = await topic_partitions(c, topic)
-            c.assign(tps)
-            ends = await c.end_offsets(tps)
-            for tp in tps:
-                end = ends.get(tp, 0)
-                if end == 0:  # empty (even the embedded broker reports >= 1 once a batch is in)
-                    continue
-                start = max(0, end - LAST_PUBLISHED_TAIL)
-                found = await self._scan_for_highest(c, tp, start, end, field)
-                if found is None and start > 0:
-                    found = await self._scan_for_highest(c, tp, 0, end, field)
-                if found is not None and (best is None or float(found[field]) > float(best[field])):
-                    best = found
-        finally:
-            await c.stop()
-        return best
-
-    async def _scan_for_highest(self, c: Any, tp: Any, start: int, end: int, field: str,
-                                timeout_s: float = 30.0) -> dict[str, Any] | None:
-        """Read from `start` until past `end` and a poll comes back empty (the first fetch after
-        a seek can take longer than one poll)."""
-        c.seek(tp, start)
-        best: dict[str, Any] | None = None
-        give_up = time.monotonic() + timeout_s
-        while True:
-            recs = await c.getmany(tp, timeout_ms=500, max_records=1000)
-            if not recs.get(tp):
-                if await c.position(tp) >= end or time.monotonic() > give_up:
-                    return best
-                continue
-            for m in recs[tp]:
-                try:
-                    ev = json.loads(m.value)
-                    if ev.get("fleet_id") == self.s.fleet_id and ev.get(field) is not None and (
-                            best is None or float(ev[field]) > float(best[field])):
-                        best = ev
-                except (ValueError, TypeError, AttributeError):
-                    pass
 
     # ---- broker outages -------------------------------------------------------------------------
     async def _watch_broker(self) -> None:
@@ -486,41 +415,16 @@ class Controller:
         topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
         if self._last_event is not None:
             state = self.planner_table.get(s.fleet_id) or {}
-            epoch = max(self._last_event.epoch, int(state.get("epoch", 0))) + 1
-            event = self._last_event.model_copy(update={
-                "epoch": epoch, "trigger": "recovered", "created_at": time.time(),
-                "explanation": [*self._last_event.explanation,
-                                f"republished after the broker came back empty (epoch {self._last_event.epoch})"]})
-            await self._send_direct(topic, event.fleet_id.encode(), event.model_dump_json().encode())
+            event = recovery.recovered_event(self._last_event, int(state.get("epoch", 0)))
+            await recovery.send_direct(s.bootstrap_servers, s.max_message_bytes, topic,
+                                       event.fleet_id.encode(), event.model_dump_json().encode())
             log.warning("plan.republished", fleet=event.fleet_id, epoch=event.epoch, was=self._last_event.epoch)
         else:  # the leader holds the plan in force: give it time to put it back first
-            found = await self._wait_for_plan(topic, s.broker_recovery_wait_s)
+            found = await recovery.wait_for_plan(s.bootstrap_servers, topic, s.fleet_id, s.broker_recovery_wait_s)
             log.info("worker.waited_for_plan", found=found, waited_max_s=s.broker_recovery_wait_s)
         self.audits.close()
-        restart = self._restart
-        if restart is None:
-            from controller.worker.run import restart_worker as restart
+        restart = self._restart or recovery.restart_worker
         restart("broker reset", self.broker_watch.health)
-
-    async def _send_direct(self, topic: str, key: bytes, value: bytes) -> None:
-        """Send with a fresh producer: faust's own is bound to the cluster that is gone."""
-        from aiokafka import AIOKafkaProducer
-
-        p = AIOKafkaProducer(bootstrap_servers=self.s.bootstrap_servers, max_request_size=self.s.max_message_bytes)
-        await p.start()
-        try:
-            await p.send_and_wait(topic, value, key=key)
-        finally:
-            await p.stop()
-
-    async def _wait_for_plan(self, topic: str, timeout: float) -> bool:
-        """True once the (re-created) allocations topic holds a plan of this fleet."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await self._last_published(topic, "epoch") is not None:
-                return True
-            await asyncio.sleep(0.5)
-        return False
 
     # ---- audit ---------------------------------------------------------------------------------
     async def _audit(self, stream: Any) -> None:

@@ -54,7 +54,7 @@ class Metrics:
         self.degraded.set(1.0 if ev.degraded else 0.0)
 
     def observe_broker(self, health: Any) -> None:
-        """Mirror a BrokerHealth (controller/worker/broker_watch.py); counters grow by what is new."""
+        """Mirror a BrokerHealth (controller/common/broker_watch.py); counters grow by what is new."""
         outages, seconds, resets = self._broker_seen
         self.broker_up.set(1.0 if health.up else 0.0)
         self.broker_outages.inc(max(0, health.outages - outages))

@@ -9,11 +9,9 @@ import asyncio
 import os
 import sys
 import tempfile
-from typing import NoReturn
 
 import structlog
 
-from controller.worker.broker_watch import CARRY_ENV, BrokerHealth
 from controller.common.settings import Settings
 
 log = structlog.get_logger()
@@ -24,13 +22,14 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from faust.worker import Worker
 
     from controller.worker.app import Controller
-    from controller.worker.broker_watch import bootstrap_cluster_id
-    from controller.common.topic_admin import ensure_topics, no_auto_create_topics
+    from controller.common.broker_watch import bootstrap_cluster_id
+    from controller.common import workarounds
+    from controller.common.topic_admin import ensure_topics
 
     if not settings.bootstrap_servers:
         raise SystemExit("a worker needs bootstrap_servers (LLMFLEET_BOOTSTRAP_SERVERS); "
                          "`llmfleet worker --embedded` starts a broker for you")
-    no_auto_create_topics()
+    workarounds.install(fetch_wait_ms=settings.fetch_wait_ms)
     asyncio.run(ensure_topics(settings, settings.bootstrap_servers))
     ctl = Controller(settings, cluster=bootstrap_cluster_id(settings.bootstrap_servers))
     ctl.app.conf.datadir = tempfile.mkdtemp(prefix="llmfleet-faust-")
@@ -41,18 +40,6 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
                override_logging=False).execute_from_commandline()
     finally:
         ctl.audits.close()
-
-
-def restart_worker(reason: str, health: BrokerHealth) -> NoReturn:
-    """Replace this process with a fresh worker (same interpreter, same command line): the
-    only clean way out of faust state that refers to a cluster that no longer exists. The
-    broker counters carry over in the environment, so the outage metrics keep counting."""
-    os.environ[CARRY_ENV] = health.carry()
-    argv = [sys.executable, *sys.orig_argv[1:]]
-    log.warning("worker.restarting", reason=reason, pid=os.getpid(), argv=argv)
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os.execv(sys.executable, argv)
 
 
 if __name__ == "__main__":

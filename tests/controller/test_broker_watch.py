@@ -7,8 +7,9 @@ from itertools import islice
 
 import pytest
 
-from controller.devtools.broker import cluster_id, free_port
-from controller.worker.broker_watch import (
+from controller.common.kafka_probe import cluster_id
+from controller.devtools.broker import free_port
+from controller.common.broker_watch import (
     BrokerHealth, BrokerWatch, backoff_delays, bootstrap_cluster_id, parse_bootstrap,
 )
 from controller.worker.metrics import Metrics

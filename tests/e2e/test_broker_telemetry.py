@@ -7,7 +7,8 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from controller.devtools.broker import EmbeddedBroker, metadata_roundtrip
+from controller.common.kafka_probe import metadata_roundtrip
+from controller.devtools.broker import EmbeddedBroker
 from schemas import RequestRecord, TelemetryBatch, TelemetryMessage
 
 

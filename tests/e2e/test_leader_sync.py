@@ -6,8 +6,7 @@ import uuid
 
 import pytest
 
-from controller.worker import app as app_module
-from controller.worker.app import Controller
+from controller.worker import recovery
 from controller.common.settings import Settings
 from controller.common.topic_admin import ensure_topics
 from tests.e2e.harness import produce
@@ -15,32 +14,32 @@ from tests.e2e.harness import produce
 pytestmark = pytest.mark.broker
 
 
-async def test_last_published_reads_the_tail_and_falls_back_to_the_whole_topic(broker: str) -> None:
+async def test_last_published_reads_the_tail_and_falls_back_to_the_whole_topic(
+        broker: str, monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings(bootstrap_servers=broker, web_port=0, fleet_id="mine",
                  topics={"allocations": f"sync-{uuid.uuid4().hex[:8]}.allocations"})
     await ensure_topics(s, broker)
-    ctl = Controller(s)
     starts: list[int] = []
-    scan = ctl._scan_for_highest
+    scan = recovery._scan_for_highest
 
-    async def recording(c, tp, start, end, field):  # type: ignore[no-untyped-def]
+    async def recording(c, tp, start, end, field, fleet_id):  # type: ignore[no-untyped-def]
         starts.append(start)
-        return await scan(c, tp, start, end, field)
+        return await scan(c, tp, start, end, field, fleet_id)
 
-    ctl._scan_for_highest = recording  # type: ignore[method-assign]
+    monkeypatch.setattr(recovery, "_scan_for_highest", recording)
     topic = s.topics.allocations
-    n = app_module.LAST_PUBLISHED_TAIL + 200
+    n = recovery.LAST_PUBLISHED_TAIL + 200
     ours = [json.dumps({"fleet_id": "mine", "epoch": k}).encode() for k in range(1, 6)]
     others = [json.dumps({"fleet_id": "other", "epoch": k}).encode() for k in range(1, n)]
     await produce(broker, topic, ours + others, partitions=1)
     # the tail holds only the other fleet's events: the whole topic is read
-    found = await ctl._last_published(topic, "epoch")
+    found = await recovery.last_published(broker, topic, "epoch", "mine")
     assert found is not None and found["epoch"] == 5 and found["fleet_id"] == "mine"
     assert starts[-1] == 0 and len(starts) == 2 and starts[0] > 0
     starts.clear()
     await produce(broker, topic, [json.dumps({"fleet_id": "mine", "epoch": 6}).encode(), b"{not json"],
                   partitions=1)
-    found = await ctl._last_published(topic, "epoch")
+    found = await recovery.last_published(broker, topic, "epoch", "mine")
     assert found is not None and found["epoch"] == 6
     assert len(starts) == 1 and starts[0] > 0, "found in the tail: the topic is not read whole"
 
@@ -67,7 +66,7 @@ async def test_last_published_reads_every_partition_of_a_wider_topic(broker: str
         fleet, end = ("mine", 10.0 * k) if k % 2 else ("other", 1000.0 + k)
         msgs.append(json.dumps({"fleet_id": fleet, "window_end": end}).encode())
     await produce(broker, topic, msgs, partitions=4)
-    found = await Controller(s)._last_published(topic, "window_end")
+    found = await recovery.last_published(broker, topic, "window_end", "mine")
     assert found is not None and found["fleet_id"] == "mine" and found["window_end"] == 70.0
 
 

@@ -1,7 +1,7 @@
 """Watch the Kafka brokers: notice an outage, retry with exponential backoff, report it.
 
 aiokafka and faust reconnect on their own, but say little while they do. The watch probes
-the bootstrap servers with a Kafka Metadata round-trip (controller.devtools.broker.metadata_roundtrip),
+the bootstrap servers with a Kafka Metadata round-trip (controller.common.kafka_probe.cluster_id),
 every `interval_s` while they answer and with exponential backoff (plus jitter) while none
 does, and turns what it sees into metrics and log events: `broker.unreachable` when an
 outage starts, `broker.recovered` (with its length) when one ends, and `broker.reset` when
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from controller.devtools.broker import cluster_id
+from controller.common.kafka_probe import cluster_id
 
 log = structlog.get_logger()
 

@@ -9,7 +9,7 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 from mode.utils.queues import FlowControlQueue
 
-from controller.worker import faust_recovery_order
+from controller.common import workarounds
 
 STREAM = TP("windows", 0)
 
@@ -83,7 +83,7 @@ async def _complete_recovery(step: Any) -> tuple[list[int], FetchingConsumer]:
 async def test_faust_alone_loses_what_it_fetched_between_the_seek_and_the_flow_resume() -> None:
     """The race the shim exists for (faust-streaming/faust#596); if this starts failing,
     faust fixed it and the shim can go."""
-    faust_recovery_order.install()
+    workarounds._faust_resume_streams_last()
     unpatched = Recovery.on_recovery_completed.__wrapped__  # type: ignore[attr-defined]
     got, consumer = await _complete_recovery(unpatched)
     assert consumer.steps == ["resume_partitions", "seek", "flow_control.resume"]
@@ -91,7 +91,7 @@ async def test_faust_alone_loses_what_it_fetched_between_the_seek_and_the_flow_r
 
 
 async def test_streams_resume_after_the_queues_are_emptied_and_nothing_is_lost() -> None:
-    faust_recovery_order.install()
+    workarounds._faust_resume_streams_last()
     for step in (Recovery.on_recovery_completed, Recovery._resume_streams):
         got, consumer = await _complete_recovery(step)
         assert consumer.steps == ["seek", "flow_control.resume", "resume_partitions"], step.__name__
@@ -99,9 +99,9 @@ async def test_streams_resume_after_the_queues_are_emptied_and_nothing_is_lost()
 
 
 async def test_install_is_idempotent_and_an_early_return_resumes_nothing() -> None:
-    faust_recovery_order.install()
+    workarounds._faust_resume_streams_last()
     first = Recovery.on_recovery_completed
-    faust_recovery_order.install()
+    workarounds._faust_resume_streams_last()
     assert Recovery.on_recovery_completed is first
 
     async def returns_early(self: Recovery, generation_id: int = 0) -> None:
@@ -112,14 +112,14 @@ async def test_install_is_idempotent_and_an_early_return_resumes_nothing() -> No
     consumer = FetchingConsumer(FlowControlQueue(flow_control=app.flow_control), committed=0, end=1)
     app._consumer = consumer  # type: ignore[assignment]
     try:
-        await faust_recovery_order.resume_streams_last(returns_early)(app.tables.recovery)
+        await workarounds.resume_streams_last(returns_early)(app.tables.recovery)
     except RuntimeError:
         pass
     assert consumer.active == set() and "resume_partitions" not in consumer.__dict__
 
 
 async def test_a_rebalance_during_the_step_leaves_the_resume_to_its_own_recovery() -> None:
-    faust_recovery_order.install()
+    workarounds._faust_resume_streams_last()
     app = faust.App("recovery-order-rebalance", store="memory://", autodiscover=False)
     consumer = FetchingConsumer(FlowControlQueue(flow_control=app.flow_control), committed=0, end=1)
     app._consumer = consumer  # type: ignore[assignment]
@@ -128,5 +128,5 @@ async def test_a_rebalance_during_the_step_leaves_the_resume_to_its_own_recovery
         self.app.consumer.resume_partitions({STREAM})
         self.app.consumer_generation_id += 1  # a new rebalance began while the step awaited
 
-    await faust_recovery_order.resume_streams_last(rebalanced_meanwhile)(app.tables.recovery)
+    await workarounds.resume_streams_last(rebalanced_meanwhile)(app.tables.recovery)
     assert consumer.active == set(), "partitions of the old generation stay paused"
