@@ -10,6 +10,7 @@ from .instance import Constants, Gpu, Instance, Model, Parallelism, Precision, Q
 from .measurement import Measurement
 from .plan import Deployment, Plan, Route
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, TelemetryMessage, Tick
+from .windows import WINDOWS_MESSAGE, PartitionWatermark, WindowPartial, WindowProgress, WindowsMessage
 
 __all__ = [
     "SCHEMA_VERSION", "AllocationEvent", "AuditReport", "AuditRequest", "Catalog", "Constants",
@@ -18,5 +19,6 @@ __all__ = [
     "QueryType", "Transition", "TransitionStep",
     "RequestRecord", "Route",
     "TelemetryBatch", "TelemetryMessage", "Tick", "describe", "export_schemas", "load_catalog",
-    "render_schemas",
+    "render_schemas", "WINDOWS_MESSAGE", "PartitionWatermark", "WindowPartial", "WindowProgress",
+    "WindowsMessage",
 ]

@@ -14,6 +14,7 @@ from .instance import Instance
 from .measurement import Measurement
 from .plan import Plan
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, Tick
+from .windows import PartitionWatermark, WindowPartial, WindowProgress
 
 MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "instance": Instance,
@@ -30,6 +31,9 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "fleet_status": FleetStatus,
     "measurement": Measurement,
     "tick": Tick,
+    "window_partial": WindowPartial,
+    "window_progress": WindowProgress,
+    "partition_watermark": PartitionWatermark,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 

@@ -38,6 +38,9 @@ class RequestRecord(Frozen):
     request_id: RequestId | None = Field(
         default=None, description="a producer's id of the request: a repeat within the de-duplication "
                                   "horizon is not counted again (docs/producer.md)")
+    fleet: Id | None = Field(default=None, description="the fleet this request belongs to; None: the "
+                                                       "workers' configured fleet (LLMFLEET_FLEET_ID, "
+                                                       "'default')")
 
 
 _COLUMNS = ("ts", "query_type", "input_tokens", "output_tokens", "ttft_s", "latency_s",
@@ -51,6 +54,9 @@ class TelemetryBatch(Frozen):
     kind: Literal["batch"] = "batch"
     schema_version: Literal[1] = SCHEMA_VERSION
     producer: str = Field(default="unknown", max_length=200)
+    fleet: Id | None = Field(default=None, description="the fleet every record of the batch belongs to; "
+                                                       "None: the workers' configured fleet "
+                                                       "(LLMFLEET_FLEET_ID, 'default')")
     ts: list[Annotated[float, Field(ge=0)]] = Field(min_length=1, max_length=100_000)
     input_tokens: list[Tokens]
     output_tokens: list[OutTokens]
@@ -76,11 +82,14 @@ class TelemetryBatch(Frozen):
     def records(self) -> Iterator[RequestRecord]:
         cols = {c: getattr(self, c) for c in _COLUMNS}
         for k in range(len(self.ts)):
-            yield RequestRecord(**{c: (v[k] if v is not None else None) for c, v in cols.items()})
+            yield RequestRecord(fleet=self.fleet, **{c: (v[k] if v is not None else None) for c, v in cols.items()})
 
     @classmethod
     def from_records(cls, records: list[RequestRecord], producer: str = "unknown") -> TelemetryBatch:
-        data: dict[str, object] = {"producer": producer}
+        fleets = {r.fleet for r in records}
+        if len(fleets) > 1:
+            raise ValueError(f"a batch carries one fleet; these records name {sorted(map(str, fleets))}")
+        data: dict[str, object] = {"producer": producer, "fleet": fleets.pop() if fleets else None}
         for c in _COLUMNS:
             col = [getattr(r, c) for r in records]
             data[c] = col if c in ("ts", "input_tokens", "output_tokens") or any(

@@ -160,7 +160,7 @@ def run(mode: str, windows: int, scale: float, seed: int) -> list[dict[str, Any]
         dec = planner.on_window(state, window)
         if dec.follow_up is not None:
             planner.follow_up(state, dec.follow_up)
-        plan = state["plan"]
+        plan = state.plan
         used = {(d["gpu"], d["precision"]) for d in plan["deployments"]}
         factors = {t: (sc.factors.get(t, TierFactor()).factor if mode != "off" else 1.0) for t in used}
         predicted_spec = corrected_spec(fleet.spec, sc.factors if mode != "off" else {})
@@ -180,7 +180,7 @@ def run(mode: str, windows: int, scale: float, seed: int) -> list[dict[str, Any]
         gpus = {}
         for d in plan["deployments"]:
             gpus[d["gpu"]] = gpus.get(d["gpu"], 0) + d["replicas"] * d["tp"] * d["pp"]
-        out.append({"window": w, "attainment": ok / max(total, 1), "requests": total, "cost": state["plan_cost"],
+        out.append({"window": w, "attainment": ok / max(total, 1), "requests": total, "cost": state.plan_cost,
                     "routes": [(f"{x['qt']}@{x['gpu']}/{x['precision']}", round(x["b"], 1), round(x["attainment"], 3))
                                for x in fleet.served],
                     "gpus": gpus, "error": err,

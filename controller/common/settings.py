@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     fleet_id: str = Field(default="default", pattern=r"^[A-Za-z0-9_.:-]+$")
     topics: Topics = Topics()
     telemetry_partitions: int = Field(default=4, ge=1, le=1024)
+    windows_partitions: int = Field(
+        default=1, ge=1, le=256,
+        description="partitions of the windows and audits topics: fleets are spread over them by key, "
+                    "and Kafka's assignment spreads the partitions (and so the fleets' planning) over "
+                    "the workers of the group; 1 plans every fleet on one leader")
     consumer_group: str = "llmfleet-controller"
     catalog_path: Path | None = Field(default=None, description="catalog folder/file; None = bundled")
     budget_per_hour: float | None = Field(default=None, gt=0, description="overrides the catalog")

@@ -21,12 +21,12 @@ def topic_plan(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     compact = {"cleanup.policy": "compact"}
     return {
         t.telemetry: (s.telemetry_partitions, {}),
-        t.windows: (1, {}),
+        t.windows: (s.windows_partitions, {}),
         t.demand: (1, {}),
         t.allocations: (1, compact),
         t.shadow_allocations: (1, compact),
         t.audit_requests: (2, {}),
-        t.audits: (1, {}),
+        t.audits: (s.windows_partitions, {}),
         t.dlq: (1, {}),
         t.trace: (1, {}),
         t.requests: (s.telemetry_partitions, {}),

@@ -78,10 +78,13 @@ def _mark(name: str) -> None:
     _installed.setdefault(name, BY_NAME[name])
 
 
-def install(*, faust: bool = True, fetch_wait_ms: int = 20) -> list[Workaround]:
+def install(*, faust: bool = True, no_auto_create: bool = True, fetch_wait_ms: int = 20) -> list[Workaround]:
     """Apply the process-wide patches (idempotent). `faust=False` for processes that use only
-    aiokafka (router, replay), so they do not import faust."""
-    _no_auto_create_topics()
+    aiokafka (router, replay), so they do not import faust; `no_auto_create=False` leaves
+    aiokafka's metadata requests alone (a faust app built inside a test process or another
+    program: its process entry decides)."""
+    if no_auto_create:
+        _no_auto_create_topics()
     if faust:
         _faust_fetch_wait(fetch_wait_ms)
         _faust_resume_streams_last()

@@ -421,7 +421,7 @@ def run_llmfleet(arr: Arrivals, catalog: Catalog, cfg: BenchConfig, **settings: 
         mark = math.floor(now / step)
         if (s.fast_path or s.startup_plan == "observed") and mark != last_step[0]:
             last_step[0] = mark
-            pr = dw.progress(ingest, 0, window_s=s.window_s)
+            pr = next(iter(dw.progress(ingest, 0, window_s=s.window_s)), None)  # one fleet
             pw = dw.partial_window(FLEET, pr["window"], s.window_s, now, [pr]) if pr else None
             if pw is not None:
                 bins = {q: bin_rates(pr["window"], s.window_s, now, a["sub_n"])

@@ -30,13 +30,14 @@ import structlog
 from pydantic import ValidationError
 
 from schemas import (
-    AllocationEvent, AuditReport, AuditRequest, Catalog, DeadLetter, describe, load_catalog,
+    WINDOWS_MESSAGE, AllocationEvent, AuditReport, AuditRequest, Catalog, DeadLetter, PartitionWatermark,
+    WindowPartial, WindowProgress, describe, load_catalog,
 )
 
 from controller.worker.windows import demand_window as dw
 from controller.worker.ingest import event_time
 from controller.common import workarounds
-from controller.worker import recovery
+from controller.worker import fleet_state, recovery
 from controller.worker.ingest import telemetry_decode
 from controller.worker.ingest import ticks
 from controller.worker.windows import window_assembly
@@ -45,7 +46,7 @@ from controller.common.broker_watch import BrokerHealth, BrokerWatch
 from controller.worker.ingest.dedup import RequestDedup
 from controller.worker.planning.iteration_telemetry import IterationTelemetry
 from controller.worker.metrics import Metrics
-from controller.worker.planning.planner import Planner, new_planner_state
+from controller.worker.planning.planner import Planner
 from controller.worker.planning.self_calibration import SelfCalibration
 from controller.common.settings import Settings
 from controller.worker.windows.window_assembly import fast_path_step
@@ -87,11 +88,11 @@ class Controller:
         self.planner.self_calibration = self.self_calibration  # type: ignore[attr-defined]
         self.metrics = Metrics()
         self.audits = AuditRunner(s.audit_time_limit_s)
-        workarounds.install(fetch_wait_ms=s.fetch_wait_ms)
+        workarounds.install(no_auto_create=False, fetch_wait_ms=s.fetch_wait_ms)  # run_worker: all
         self.last_seen: dict[int, float] = {}
         self.dedup = RequestDedup(s.dedup_ids)
-        self._synced = False  # planner state aligned with the published topics (per process)
-        self._last_event: AllocationEvent | None = None  # newest plan this process published or synced
+        self._synced: set[str] = set()  # fleets whose state is aligned with the published topics
+        self._last_event: dict[str, AllocationEvent] = {}  # per fleet: newest plan published or synced
         self._restart = restart
         self.broker_watch = BrokerWatch(
             s.bootstrap_servers or "", interval_s=s.broker_probe_s, backoff_max_s=s.broker_backoff_max_s,
@@ -112,8 +113,8 @@ class Controller:
         t = s.topics
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.t_telemetry = app.topic(t.telemetry, partitions=s.telemetry_partitions, **raw)
-        self.t_windows = app.topic(t.windows, partitions=1, **raw)
-        self.t_audits = app.topic(t.audits, partitions=1, **raw)
+        self.t_windows = app.topic(t.windows, partitions=s.windows_partitions, **raw)
+        self.t_audits = app.topic(t.audits, partitions=s.windows_partitions, **raw)
         self.t_audit_requests = app.topic(t.audit_requests, partitions=2, **raw)
         self.t_allocations = app.topic(t.shadow_allocations if s.observe_only else t.allocations,
                                        partitions=1, **raw)
@@ -121,7 +122,8 @@ class Controller:
         self.t_dlq = app.topic(t.dlq, partitions=1, **raw)
         # no key/value types: faust serialises table keys and values as JSON
         self.ingest_table = app.Table("ingest-windows", default=None, partitions=s.telemetry_partitions)
-        self.planner_table = app.Table("planner-state", default=None, partitions=1)
+        # one entry per fleet, on the windows partition the fleet's key hashes to (fleet_state.py)
+        self.planner_table = app.Table("planner-state", default=None, partitions=s.windows_partitions)
         app.agent(self.t_telemetry, name="ingest")(self._ingest)
         app.agent(app.topic(t.windows, t.audits, **raw), name="planner")(self._plan)
         app.agent(self.t_audit_requests, name="audit")(self._audit)
@@ -132,9 +134,10 @@ class Controller:
         app.on_partitions_assigned.connect(self._on_assigned)
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
-        """Gaining the windows partition makes this worker the leader: re-sync before planning."""
+        """Gaining windows partitions makes this worker the leader of their fleets: re-sync each
+        fleet before planning it."""
         if any(tp.topic == self.s.topics.windows for tp in assigned):
-            self._synced = False
+            self._synced.clear()
 
     # ---- ingest --------------------------------------------------------------------------------
     async def _ingest(self, stream: Any) -> None:
@@ -144,52 +147,60 @@ class Controller:
             p, off = msg.partition, msg.offset
             self.last_seen[p] = time.monotonic()
             key = f"p{p}"
-            state = self.ingest_table.get(key) or dw.new_state()
-            wm_in = state["wm"]
+            state = fleet_state.ingest_from_changelog(self.ingest_table.get(key), s.fleet_id)
+            wm_in = state.wm
             try:
-                cols, wm_only = await self._decode(event.value, msg, state)
+                cols, wm_only, fleet = await self._decode(event.value, msg, state)
             except Exception as exc:  # a decoder bug must cost one message, not the ingest agent
                 log.exception("telemetry.decode_failed", partition=p, offset=off)
                 await self._dead(event.value or b"", msg, f"internal error while decoding: {exc!r}")
-                cols, wm_only = None, None
+                cols, wm_only, fleet = None, None, s.fleet_id
             if cols is not None:
-                new_wm = event_time.advance(state["wm"], float(cols[0].max()), time.time(),
+                new_wm = event_time.advance(state.wm, float(cols[0].max()), time.time(),
                                             bound_s=s.event_time_bound_s) if len(cols[0]) else None
                 applied, late = dw.add_records(state, off, *cols, window_s=s.window_s, grace_s=s.grace_s,
-                                                burst_s=s.burst_s, watermark=new_wm)
+                                                burst_s=s.burst_s, watermark=new_wm, fleet=fleet)
                 if applied:
                     self.metrics.records.inc(len(cols[0]))
                     self.metrics.late.inc(late)
             else:
-                state["offset"] = max(state["offset"], off)
-            before = state["wm"]
+                state.offset = max(state.offset, off)
+            before = state.wm
             partials = dw.close_ready(state, p, window_s=s.window_s, grace_s=s.grace_s, watermark=wm_only)
             for part in partials:
-                part["closed_at"] = time.time()
-                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(part).encode())
-            progress = self._progress(state, p, wm_in) if cols is not None else None
-            if progress is not None:
-                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(progress).encode())
-            elif not partials and state["wm"] is not None and (
-                    before is None or state["wm"] // s.window_s != before // s.window_s or wm_only is not None):
-                await self.t_windows.send(key=s.fleet_id.encode(), value=json.dumps(
-                    {"kind": "wm", "partition": p, "wm": state["wm"]}).encode())
-            self.ingest_table[key] = state
+                await self._to_fleet(WindowPartial(**part, closed_at=time.time()))
+            progress = self._progress(state, p, wm_in) if cols is not None else []
+            for prog in progress:
+                await self._to_fleet(WindowProgress(**prog))
+            if state.wm is not None and (partials or wm_only is not None or before is None
+                                         or state.wm // s.window_s != before // s.window_s):
+                # every fleet waits for every telemetry partition: the watermark goes to all
+                note = PartitionWatermark(partition=p, wm=state.wm).model_dump_json().encode()
+                for k in range(s.windows_partitions):
+                    await self.t_windows.send(key=b"wm", value=note, partition=k)
+            self.ingest_table[key] = fleet_state.ingest_to_changelog(state)
 
-    def _progress(self, state: dict[str, Any], partition: int, before: float | None) -> dict[str, Any] | None:
-        """The open window so far, each time the partition's watermark crosses a fast-path step
-        (Planner.on_burst: the first plan from observed traffic, and re-plans on a burst)."""
+    async def _to_fleet(self, msg: WindowPartial | WindowProgress) -> None:
+        """A fleet's windows message, keyed by the fleet: its partition, and so its leader."""
+        fleet = msg.fleet or self.s.fleet_id
+        await self.t_windows.send(key=fleet.encode(), value=msg.model_dump_json(exclude_none=True).encode())
+
+    def _progress(self, state: dw.PartitionState, partition: int, before: float | None) -> list[dict[str, Any]]:
+        """The open window so far, per fleet, each time the partition's watermark crosses a
+        fast-path step (Planner.on_burst: the first plan from observed traffic, and re-plans on
+        a burst)."""
         s = self.s
-        if not (s.fast_path or s.startup_plan == "observed") or state["wm"] is None:
-            return None
+        if not (s.fast_path or s.startup_plan == "observed") or state.wm is None:
+            return []
         step = fast_path_step(s)
-        if before is not None and state["wm"] // step == before // step:
-            return None
+        if before is not None and state.wm // step == before // step:
+            return []
         return dw.progress(state, partition, window_s=s.window_s)
 
-    async def _decode(self, raw: bytes | None, msg: Any, state: dict[str, Any]
-                      ) -> tuple[tuple[np.ndarray, ...] | None, float | None]:
-        """Columns of a message's sane records, or a verified tick's (bounded) watermark.
+    async def _decode(self, raw: bytes | None, msg: Any, state: dw.PartitionState
+                      ) -> tuple[tuple[np.ndarray, ...] | None, float | None, str]:
+        """Columns of a message's sane records and their fleet, or a verified tick's (bounded)
+        watermark.
 
         Every refused message, and every refused record of a batch (with its index), goes to
         the DLQ with its reason; the good records of a batch are still counted.
@@ -203,17 +214,18 @@ class Controller:
                 wm = ticks.verify(s.tick_key, msg.topic, msg.partition, d.tick)
             except ValueError as exc:
                 await self._dead(raw or b"", msg, str(exc))
-                return None, None
+                return None, None, s.fleet_id
             if wm > time.time() + s.event_time_bound_s:
                 await self._dead(raw or b"", msg, f"tick: {event_time.FAR_FUTURE}")
-                return None, None
-            return None, event_time.advance(state["wm"], wm, time.time(), bound_s=s.event_time_bound_s)
+                return None, None, s.fleet_id
+            return None, event_time.advance(state.wm, wm, time.time(), bound_s=s.event_time_bound_s), s.fleet_id
         if d.iterations is not None:  # engine iteration timings: they feed the iteration-model fit only
             self.iterations.add(d.iterations)
-            return None, None
+            return None, None, s.fleet_id
         batch = d.batch
         if batch is None:
-            return None, None
+            return None, None, s.fleet_id
+        fleet = batch.fleet or s.fleet_id
         if self.self_calibration is not None:
             self.self_calibration.add_batch(batch)
         n = len(batch)
@@ -227,8 +239,9 @@ class Controller:
             for (q, k), c in Counter(zip(qt[missing].tolist(), used.tolist())).items():
                 self.metrics.classified.labels(query_type=q, rule=str(k)).inc(c)
         ts = np.asarray(batch.ts, dtype=np.float64)
-        why = event_time.screen(ts, state["wm"], time.time(), bound_s=s.event_time_bound_s,
-                                min_ts=s.min_event_ts, window_s=s.window_s, open_windows=state["windows"],
+        why = event_time.screen(ts, state.wm, time.time(), bound_s=s.event_time_bound_s,
+                                min_ts=s.min_event_ts, window_s=s.window_s,
+                                open_windows=state.windows.get(fleet, {}),
                                 max_open_windows=s.max_open_windows)
         unknown = np.array([q not in self.qt_ids for q in qt], dtype=bool)
         why[(why == "") & unknown] = "unknown query type"
@@ -251,7 +264,7 @@ class Controller:
             if col is not None else None  # noqa: E731
         oc = np.array(batch.outcome, dtype=object)[keep] if batch.outcome is not None else None
         return (ts[keep], qt[keep].astype(str), inp[keep], out[keep], fl(batch.latency_s),
-                fl(batch.ttft_s), oc), None
+                fl(batch.ttft_s), oc), None, fleet
 
     async def _dead(self, raw: bytes, msg: Any, reason: str, index: int | None = None,
                     record: dict[str, Any] | None = None) -> None:
@@ -281,7 +294,7 @@ class Controller:
                     if tp.topic == self.s.topics.telemetry]
         if not assigned:
             return
-        wms = [st["wm"] for p in assigned if (st := self.ingest_table.get(f"p{p}")) and st["wm"] is not None]
+        wms = [st["wm"] for p in assigned if (st := self.ingest_table.get(f"p{p}")) and st.get("wm") is not None]
         if not wms:
             return
         now, top = time.monotonic(), max(wms)
@@ -293,45 +306,81 @@ class Controller:
 
     # ---- planner (leader) ---------------------------------------------------------------------
     async def _plan(self, stream: Any) -> None:
-        s = self.s
-        loop = asyncio.get_running_loop()
         async for event in stream.events():
-            state = self.planner_table.get(s.fleet_id) or new_planner_state()
-            if not self._synced:  # first planner event in this process: a new or restarted leader
-                await self._sync_with_published(state)
-                if state["epoch"] == 0 and state["plan"] is None and s.startup_plan == "catalog":
-                    # routers get a plan at once (with "observed", the first progress makes it)
-                    await self._publish(await loop.run_in_executor(
-                        None, self.planner.on_startup, state, s.fleet_id, time.time()))
-            try:
-                msg = json.loads(event.value)
-            except ValueError:
-                continue
-            if event.message.topic == s.topics.audits:
-                report = AuditReport.model_validate(msg)
+            part = event.message.partition
+            if event.message.topic == self.s.topics.audits:
+                try:
+                    report = AuditReport.model_validate_json(event.value)
+                except ValidationError as exc:
+                    log.warning("planner.bad_audit_report", reason=describe(exc))
+                    continue
+                fs = await self._fleet(report.fleet_id, part)
                 self.metrics.audit_gap.set(report.gap or 0.0)
-                decision = self.planner.on_audit(state, report)
-                await self._publish(decision)
-            elif msg.get("kind") in ("partial", "wm", "progress"):
-                self._absorb(state, msg)
-                follow_up = None
-                for window, closed_at in self._closable(state):
-                    await self.t_demand.send(key=s.fleet_id.encode(), value=window.model_dump_json().encode())
-                    self.metrics.windows.inc()
-                    decision = await loop.run_in_executor(None, self.planner.on_window, state, window, closed_at)
-                    await self._publish(decision)
-                    follow_up = decision.follow_up or follow_up
-                if follow_up is not None:  # AGH once the GH plan is out: off the window -> event path
-                    await self._publish(await loop.run_in_executor(None, self.planner.follow_up, state, follow_up))
-                if msg.get("kind") == "progress":  # the fast path looks at the window still open
-                    fast = window_assembly.open_window(state, fleet_id=s.fleet_id, window_s=s.window_s,
-                                                       step_s=fast_path_step(s))
-                    if fast is not None:
-                        await self._publish(await loop.run_in_executor(None, functools.partial(
-                            self.planner.on_burst, state, fast[0], time.time(), bins=fast[1])))
-            self.planner_table[s.fleet_id] = state
+                await self._publish(self.planner.on_audit(fs.planner, report))
+                self._save(fs)
+                continue
+            try:
+                msg = WINDOWS_MESSAGE.validate_json(event.value)
+            except ValidationError as exc:
+                await self._dead(event.value or b"", event.message, f"windows message: {describe(exc)}")
+                continue
+            if isinstance(msg, PartitionWatermark):  # every fleet planned on this partition waits for it
+                fleets = self._fleets_on(part)
+            else:
+                fleets = [msg.fleet or self.s.fleet_id]
+            for fleet in fleets:
+                fs = await self._fleet(fleet, part)
+                await self._step(fs, msg)
+                self._save(fs)
 
-    def _absorb(self, state: dict[str, Any], msg: dict[str, Any]) -> None:
+    def _fleets_on(self, partition: int) -> list[str]:
+        """The fleets whose state lives on this windows partition (and the configured fleet when
+        its key hashes here, so a single-fleet worker behaves as before any fleet is seen)."""
+        fleets = {k for k, v in self.planner_table.items() if v and int(v.get("partition", 0)) == partition}
+        if fleet_state.fleet_partition(self.s.fleet_id, self.s.windows_partitions) == partition:
+            fleets.add(self.s.fleet_id)
+        return sorted(fleets)
+
+    async def _fleet(self, fleet: str, partition: int) -> fleet_state.FleetState:
+        """This fleet's state; a fleet first seen by this process is re-synced with what is
+        published (a new or restarted leader), and gets a startup plan if it has none."""
+        fs = fleet_state.FleetState.from_changelog(self.planner_table.get(fleet), fleet, partition)
+        fs.partition = partition
+        if fleet not in self._synced:
+            await self._sync_with_published(fs)
+            if fs.planner.epoch == 0 and fs.planner.plan is None and self.s.startup_plan == "catalog":
+                # routers get a plan at once (with "observed", the first progress makes it)
+                await self._publish(await asyncio.get_running_loop().run_in_executor(
+                    None, self.planner.on_startup, fs.planner, fleet, time.time()))
+        return fs
+
+    def _save(self, fs: fleet_state.FleetState) -> None:
+        self.planner_table[fs.fleet] = fs.to_changelog()
+
+    async def _step(self, fs: fleet_state.FleetState, msg: Any) -> None:
+        """One windows message for one fleet: absorb it, close and plan what it completes, and
+        look at the open window on progress (the fast path)."""
+        s, loop, fleet = self.s, asyncio.get_running_loop(), fs.fleet
+        self._absorb(fs.assembly, msg.model_dump(exclude_none=True))
+        follow_up = None
+        for window, closed_at in window_assembly.closable(
+                fs.assembly, fleet_id=fleet, partitions=s.telemetry_partitions, window_s=s.window_s,
+                grace_s=s.grace_s):
+            await self.t_demand.send(key=fleet.encode(), value=window.model_dump_json().encode())
+            self.metrics.windows.inc()
+            decision = await loop.run_in_executor(None, self.planner.on_window, fs.planner, window, closed_at)
+            await self._publish(decision)
+            follow_up = decision.follow_up or follow_up
+        if follow_up is not None:  # AGH once the GH plan is out: off the window -> event path
+            await self._publish(await loop.run_in_executor(None, self.planner.follow_up, fs.planner, follow_up))
+        if isinstance(msg, WindowProgress):  # the fast path looks at the window still open
+            fast = window_assembly.open_window(fs.assembly, fleet_id=fleet, window_s=s.window_s,
+                                               step_s=fast_path_step(s))
+            if fast is not None:
+                await self._publish(await loop.run_in_executor(None, functools.partial(
+                    self.planner.on_burst, fs.planner, fast[0], time.time(), bins=fast[1])))
+
+    def _absorb(self, state: window_assembly.AssemblyState, msg: dict[str, Any]) -> None:
         kind = window_assembly.absorb_any(state, msg)
         if kind == "duplicate":
             self.metrics.duplicate_partials.inc()
@@ -341,16 +390,11 @@ class Controller:
             log.warning("planner.late_partial", window=msg["window"], partition=msg["partition"],
                         records=window_assembly.partial_records(msg), counted_in="next window's late_records")
 
-    def _closable(self, state: dict[str, Any]) -> list[tuple[Any, float | None]]:
-        s = self.s
-        return window_assembly.closable(state, fleet_id=s.fleet_id, partitions=s.telemetry_partitions,
-                                        window_s=s.window_s, grace_s=s.grace_s)
-
     async def _publish(self, decision: Any) -> None:
         s = self.s
         for ev in decision.events:
             await self.t_allocations.send(key=ev.fleet_id.encode(), value=ev.model_dump_json().encode())
-            self._last_event = ev
+            self._last_event[ev.fleet_id] = ev
             self.metrics.observe_event(ev, decision.solve_seconds)
             log.info("plan.published", fleet=ev.fleet_id, epoch=ev.epoch, trigger=ev.trigger, method=ev.method,
                      status=ev.status, cost_per_hour=round(ev.cost_per_hour, 4), degraded=ev.degraded,
@@ -364,34 +408,36 @@ class Controller:
         for req in decision.audits:
             await self.t_audit_requests.send(key=req.fleet_id.encode(), value=req.model_dump_json().encode())
 
-    async def _sync_with_published(self, state: dict[str, Any]) -> None:
-        """Align recovered planner state with what is already published.
+    async def _sync_with_published(self, fs: fleet_state.FleetState) -> None:
+        """Align one fleet's recovered state with what is already published.
 
-        The planner's table and its output topics are not written atomically: a leader killed
+        The fleet table and the output topics are not written atomically: a leader killed
         after publishing but before its table update reached the changelog would otherwise
-        publish the same window (and epoch) again. So a new leader continues from the highest
-        epoch on the allocations topic and the last window on the demand topic. A leader whose
-        table lost the plan in force (its changelog is gone) takes it from that event."""
-        s = self.s
+        publish the same window (and epoch) again. So a new leader continues from the fleet's
+        highest epoch on the allocations topic and its last window on the demand topic. A
+        leader whose table lost the plan in force (its changelog is gone) takes it from that
+        event."""
+        s, fleet, state = self.s, fs.fleet, fs.planner
         topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
-        last = await recovery.last_published(s.bootstrap_servers or "", topic, "epoch", s.fleet_id)
-        end_msg = await recovery.last_published(s.bootstrap_servers or "", s.topics.demand, "window_end", s.fleet_id)
+        last = await recovery.last_published(s.bootstrap_servers or "", topic, "epoch", fleet)
+        end_msg = await recovery.last_published(s.bootstrap_servers or "", s.topics.demand, "window_end", fleet)
         last_end = float(end_msg["window_end"]) if end_msg else 0.0
         if last is not None:
             try:
                 event = AllocationEvent.model_validate(last)
             except ValidationError as exc:
-                log.warning("planner.sync_bad_event", epoch=last.get("epoch"), reason=describe(exc))
+                log.warning("planner.sync_bad_event", fleet=fleet, epoch=last.get("epoch"), reason=describe(exc))
             else:
-                self._last_event = event
-                if state["plan"] is None or event.epoch > state["epoch"]:
+                self._last_event[fleet] = event
+                if state.plan is None or event.epoch > state.epoch:
                     Planner.adopt(state, event, event.window_end)
-                    log.info("planner.plan_restored", epoch=event.epoch, trigger=event.trigger)
-        state["epoch"] = max(state["epoch"], int(last["epoch"]) if last else 0)
+                    log.info("planner.plan_restored", fleet=fleet, epoch=event.epoch, trigger=event.trigger)
+        state.epoch = max(state.epoch, int(last["epoch"]) if last else 0)
         if last_end > 0:
-            window_assembly.skip_to(state, round(last_end / s.window_s) - 1)
-        self._synced = True
-        log.info("planner.synced", epoch=state["epoch"], closed_upto=state["closed_upto"])
+            window_assembly.skip_to(fs.assembly, round(last_end / s.window_s) - 1)
+        self._synced.add(fleet)
+        log.info("planner.synced", fleet=fleet, partition=fs.partition, epoch=state.epoch,
+                 closed_upto=fs.assembly.closed_upto)
 
     # ---- broker outages -------------------------------------------------------------------------
     async def _watch_broker(self) -> None:
@@ -413,13 +459,13 @@ class Controller:
         assert s.bootstrap_servers
         await ensure_topics(s, s.bootstrap_servers)
         topic = s.topics.shadow_allocations if s.observe_only else s.topics.allocations
-        if self._last_event is not None:
-            state = self.planner_table.get(s.fleet_id) or {}
-            event = recovery.recovered_event(self._last_event, int(state.get("epoch", 0)))
+        for fleet, last in sorted(self._last_event.items()):
+            epoch_in_state = int(((self.planner_table.get(fleet) or {}).get("planner") or {}).get("epoch", 0))
+            event = recovery.recovered_event(last, epoch_in_state)
             await recovery.send_direct(s.bootstrap_servers, s.max_message_bytes, topic,
                                        event.fleet_id.encode(), event.model_dump_json().encode())
-            log.warning("plan.republished", fleet=event.fleet_id, epoch=event.epoch, was=self._last_event.epoch)
-        else:  # the leader holds the plan in force: give it time to put it back first
+            log.warning("plan.republished", fleet=event.fleet_id, epoch=event.epoch, was=last.epoch)
+        if not self._last_event:  # the leader holds the plan in force: give it time to put it back first
             found = await recovery.wait_for_plan(s.bootstrap_servers, topic, s.fleet_id, s.broker_recovery_wait_s)
             log.info("worker.waited_for_plan", found=found, waited_max_s=s.broker_recovery_wait_s)
         self.audits.close()

@@ -35,17 +35,22 @@ def test_iterations_feed_the_planners_accumulator(controller: Controller) -> Non
     assert controller.planner.iteration_telemetry is controller.iterations  # type: ignore[attr-defined]
     before = controller.iterations.counts("d0")
     out, dead = _decode(controller, GOOD)
-    assert out == (None, None) and dead == []          # no request records, no watermark
+    assert out == (None, None, "default") and dead == []  # no request records, no watermark
     assert controller.iterations.counts("d0") == (before[0] + 1, before[1] + 1)
 
 
 def test_bad_iterations_go_to_the_dlq(controller: Controller) -> None:
     before = controller.iterations.counts("d0")
     out, dead = _decode(controller, {**GOOD, "iteration_s": [0.03]})
-    assert out == (None, None)
+    assert out[:2] == (None, None)
     assert len(dead) == 1 and "invalid telemetry" in dead[0] and "iteration_s" in dead[0]
     assert controller.iterations.counts("d0") == before
     # request telemetry still decodes as before
-    (cols, wm), dead = _decode(controller, {"kind": "request", "ts": 1_700_000_005.0, "query_type": "code",
-                                            "input_tokens": 10, "output_tokens": 2})
-    assert dead == [] and wm is None and list(cols[1]) == ["code"]
+    (cols, wm, fleet), dead = _decode(controller, {"kind": "request", "ts": 1_700_000_005.0, "query_type": "code",
+                                                   "input_tokens": 10, "output_tokens": 2})
+    assert dead == [] and wm is None and list(cols[1]) == ["code"] and fleet == "default"
+    # a batch of another fleet decodes with its fleet
+    (cols, wm, fleet), dead = _decode(controller, {"kind": "batch", "fleet": "eu-west", "ts": [1_700_000_005.0],
+                                                   "query_type": ["code"], "input_tokens": [10],
+                                                   "output_tokens": [2]})
+    assert dead == [] and fleet == "eu-west" and len(cols[0]) == 1

@@ -20,15 +20,15 @@ ADVERSARIAL = [0.0, -1.0, -1e308, 86_400.0, 1e308, math.inf, -math.inf, math.nan
                FLOOR + 1.0]  # above the floor, years behind the watermark
 
 
-def _ingest(state: dict, offset: int, ts: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+def _ingest(state: dw.PartitionState, offset: int, ts: np.ndarray) -> tuple[np.ndarray, list[dict]]:
     """What the ingest agent does with one message's times: screen, count the sane, close."""
-    why = event_time.screen(ts, state["wm"], NOW, bound_s=BOUND, min_ts=FLOOR, window_s=W,
-                            open_windows=state["windows"], max_open_windows=MAX_OPEN)
+    why = event_time.screen(ts, state.wm, NOW, bound_s=BOUND, min_ts=FLOOR, window_s=W,
+                            open_windows=state.windows.get("default", {}), max_open_windows=MAX_OPEN)
     keep = why == ""
     k = ts[keep]
     if len(k):
         n = len(k)
-        wm = event_time.advance(state["wm"], float(k.max()), NOW, bound_s=BOUND)
+        wm = event_time.advance(state.wm, float(k.max()), NOW, bound_s=BOUND)
         dw.add_records(state, offset, k, np.full(n, "code", dtype=object), np.full(n, 100.0),
                        np.full(n, 10.0), window_s=W, grace_s=GRACE, watermark=wm)
     return why, dw.close_ready(state, 0, window_s=W, grace_s=GRACE)
@@ -54,10 +54,10 @@ def test_adversarial_times_bounded_state_exact_counts(messages: list) -> None:
         sane_sent += len(sane)
         refused += int(is_bad.sum())
         counted += sum(a["n"] for p in partials for a in p["aggs"].values())
-        assert len(state["windows"]) <= MAX_OPEN
-        assert state["wm"] <= t + 1.0 and state["wm"] >= T0
-    counted += sum(a["n"] for w in state["windows"].values() for a in w.values())
-    assert state["late"] == 0
+        assert len(state.windows.get("default", {})) <= MAX_OPEN
+        assert state.wm <= t + 1.0 and state.wm >= T0
+    counted += sum(a["n"] for w in state.windows.get("default", {}).values() for a in w.values())
+    assert state.late.get("default", 0) == 0
     assert counted == sane_sent
 
 
@@ -73,7 +73,7 @@ def test_window_state_is_capped_keeping_the_earliest_windows() -> None:
     state = dw.new_state()
     ts = T0 + W * np.arange(MAX_OPEN + 10, dtype=np.float64)  # every record opens its own window
     why = event_time.screen(ts, None, NOW, bound_s=BOUND, min_ts=FLOOR, window_s=W,
-                            open_windows=state["windows"], max_open_windows=MAX_OPEN)
+                            open_windows=state.windows.get("default", {}), max_open_windows=MAX_OPEN)
     assert (why[:MAX_OPEN] == "").all()
     assert (why[MAX_OPEN:] == event_time.WINDOWS_FULL).all()
 

@@ -65,7 +65,7 @@ def test_startup_keep_and_drift(catalog) -> None:
     assert ev3.cost_per_hour <= gh.cost_per_hour * (1 + 1e-9)
     assert d3.stage_seconds["agh"] > 0 and d3.audits and d3.audits[0].epoch == 3
     _check(pl, w2, ev3)
-    assert st["epoch"] == 3 and st["plan_demand"]["conversation"] == 30 and st["method"] == "agh"
+    assert st.epoch == 3 and st.plan_demand["conversation"] == 30 and st.method == "agh"
     assert pl.follow_up(st, d2.follow_up).events == [], "a follow-up runs once per GH epoch"
 
 
@@ -77,10 +77,10 @@ def test_follow_up_is_dropped_when_superseded_or_worse(catalog) -> None:
     assert fu is not None
     cheap_gh = dataclasses.replace(fu, gh_report=dataclasses.replace(fu.gh_report, cost_per_hour=1e-6))
     kept = pl.follow_up(st, cheap_gh)
-    assert kept.events == [] and "GH plan is better" in kept.kept_reason and st["epoch"] == fu.epoch
+    assert kept.events == [] and "GH plan is better" in kept.kept_reason and st.epoch == fu.epoch
     (newer,) = pl.on_window(st, _window(2, {"code": 1, "conversation": 2})).events  # demand falls: GH re-plans
     stale = pl.follow_up(st, fu)
-    assert stale.events == [] and "superseded" in stale.kept_reason and st["epoch"] == newer.epoch
+    assert stale.events == [] and "superseded" in stale.kept_reason and st.epoch == newer.epoch
 
 
 def test_moved_token_bucket_recompiles_one_query_type(catalog) -> None:
@@ -121,7 +121,7 @@ def test_infeasible_surge_is_degraded_then_recovers(catalog) -> None:
         assert agh.gpu_cost_per_hour <= 15.0 + 1e-6
         _check(pl, surge, agh)
     calm = _window(2, {"code": 2, "conversation": 4})
-    epoch = st["epoch"]
+    epoch = st.epoch
     (back,) = pl.on_window(st, calm).events
     assert not back.degraded and back.epoch == epoch + 1
     _check(pl, calm, back)
@@ -178,7 +178,7 @@ def test_startup_plan_from_catalog_defaults(catalog) -> None:
     (ev,) = pl.on_startup(st, "f", now=1_700_000_000.0).events
     assert ev.trigger == "startup" and ev.epoch == 1 and ev.window_end is None and not ev.degraded
     assert ev.demand == {q.id: q.arrival_rate for q in catalog.query_types}
-    assert st["plan_at"] is None, "the dwell time starts with the first real window"
+    assert st.plan_at is None, "the dwell time starts with the first real window"
     assert pl.on_startup(st, "f", now=1_700_000_001.0).events == [], "only once"
     d = pl.on_window(st, _window(0, {"code": 30, "conversation": 60}))
     assert d.events and d.events[0].method == "gh" and d.events[0].epoch == 2
@@ -190,14 +190,14 @@ def test_demand_hold_plans_for_the_recent_peak(catalog) -> None:
     st = new_planner_state()
     pl.on_window(st, _window(0, {"code": 20, "conversation": 10}))
     pl.on_window(st, _window(1, {"code": 2, "conversation": 10}))
-    inst = pl.instance_for(_window(2, {"code": 1, "conversation": 12}), st["recent_rates"])
+    inst = pl.instance_for(_window(2, {"code": 1, "conversation": 12}), st.recent_rates)
     rates = {q.id: q.arrival_rate for q in inst.query_types}
     assert rates["code"] == 20 and rates["conversation"] == 12, "peak over the last 3 windows"
     pl.on_window(st, _window(2, {"code": 1, "conversation": 12}))
     pl.on_window(st, _window(3, {"code": 1, "conversation": 12}))
-    inst = pl.instance_for(_window(4, {"code": 1, "conversation": 5}), st["recent_rates"])
+    inst = pl.instance_for(_window(4, {"code": 1, "conversation": 5}), st.recent_rates)
     assert {q.id: q.arrival_rate for q in inst.query_types}["code"] == 1, "the burst has aged out"
-    assert len(st["recent_rates"]) == 3
+    assert len(st.recent_rates) == 3
 
 
 def test_each_query_type_is_sized_for_its_peak_burst_unless_burst_s_is_0(catalog) -> None:
@@ -213,7 +213,7 @@ def test_each_query_type_is_sized_for_its_peak_burst_unless_burst_s_is_0(catalog
     st = new_planner_state()
     pl = _planner(catalog, demand_hold_windows=2)
     pl.on_window(st, bursty)
-    assert st["recent_rates"][-1]["code"] == 30.0, "held windows keep the rate that was planned"
+    assert st.recent_rates[-1]["code"] == 30.0, "held windows keep the rate that was planned"
 
 
 def test_burst_s_longer_than_the_window_is_rejected() -> None:

@@ -42,8 +42,8 @@ def _run(ctl: Controller, raw: bytes) -> tuple[Any, list[tuple[str, int | None]]
     ctl._dead = dead  # type: ignore[method-assign]
     msg = SimpleNamespace(topic=ctl.s.topics.telemetry, partition=0, offset=0)
     state = new_state()
-    state["wm"] = 1_700_000_000.0
-    cols, _ = asyncio.run(ctl._decode(raw, msg, state))
+    state.wm = 1_700_000_000.0
+    cols, _, _ = asyncio.run(ctl._decode(raw, msg, state))
     return cols, letters
 
 

@@ -12,7 +12,7 @@ import pytest
 from controller.worker.planning import composition
 from controller.worker.windows.demand_window import partial_window
 from controller.worker.windows.forecast import bin_rates, trend_forecast
-from controller.worker.planning.planner import Planner, new_planner_state
+from controller.worker.planning.planner import Planner, PlannerState, new_planner_state
 from controller.common.settings import Settings
 from schemas import AllocationEvent, DemandWindow, Plan, load_catalog
 from solvers import check_plan, to_plan
@@ -34,15 +34,15 @@ def planner(catalog, **kw) -> Planner:
     return Planner(catalog, Settings(**base))
 
 
-def gpus(state: dict) -> int:
-    return sum(d["replicas"] * d["tp"] * d["pp"] for d in state["plan"]["deployments"])
+def gpus(state: PlannerState) -> int:
+    return sum(d["replicas"] * d["tp"] * d["pp"] for d in state.plan["deployments"])
 
 
-def deployments(state: dict) -> set[str]:
-    return {d["id"] for d in state["plan"]["deployments"]}
+def deployments(state: PlannerState) -> set[str]:
+    return {d["id"] for d in state.plan["deployments"]}
 
 
-def force_l40s_plan(pl: Planner, state: dict, w: DemandWindow) -> float:
+def force_l40s_plan(pl: Planner, state: PlannerState, w: DemandWindow) -> float:
     """Put a valid but costly plan in force: the cheapest one on L40S replicas only."""
     spec = pl.instance_for(w).to_spec()
     ci = pl.compiled(spec)
@@ -121,7 +121,7 @@ def test_replicas_follow_demand_within_the_composition(catalog) -> None:
         assert d.events and d.events[0].trigger == "window" and d.events[0].method == "milp"
         assert deployments(st) <= first, "the composition in force is kept"
         spec = pl.instance_for(w).to_spec()
-        assert check_plan(pl.compiled(spec), st["plan"], spec).feasible
+        assert check_plan(pl.compiled(spec), st.plan, spec).feasible
     assert gpus(st) > n0
 
 
@@ -150,9 +150,9 @@ def test_fast_path_grows_the_fleet_inside_a_window(catalog) -> None:
     assert pl.on_burst(st, calm, bins=calm_bins).events == []
     burst, burst_bins = partial({"code": 40, "conversation": 20}, 25.0)
     (ev,) = pl.on_burst(st, burst, bins=burst_bins).events
-    assert ev.trigger == "burst" and gpus(st) > before and st["plan_demand"]["code"] >= 40 - 1e-6
+    assert ev.trigger == "burst" and gpus(st) > before and st.plan_demand["code"] >= 40 - 1e-6
     spec = pl.instance_for(burst).to_spec()
-    assert check_plan(pl.compiled(spec), st["plan"], spec).feasible
+    assert check_plan(pl.compiled(spec), st.plan, spec).feasible
     # the next closed window does not scale back down below the burst while it is held
     pl2 = planner(catalog, fast_path=True, forecast=False, scale_down_delay_s=300.0)
     st2 = new_planner_state()

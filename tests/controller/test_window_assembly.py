@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 
 from controller.worker.windows import demand_window as dw
 from controller.worker.windows import window_assembly as wa
-from controller.worker.planning.planner import new_planner_state
 
 W, G, P = 10.0, 2.0, 3
 
@@ -25,7 +24,7 @@ def _partials(partition: int, batches: list[list[float]], final_wm: float) -> li
 
 
 def _run(messages: list[dict], state: dict | None = None) -> tuple[dict, list, list[str]]:
-    state = state or new_planner_state()
+    state = state or wa.AssemblyState()
     windows, kinds = [], []
     for m in messages:
         kinds.append(wa.absorb(state, m))
@@ -81,7 +80,7 @@ def test_replayed_partial_is_dropped_and_a_late_one_is_counted_as_late() -> None
 
     msgs = [part(0, 0, 4, 12.0), part(1, 0, 3, 12.0), {"kind": "wm", "partition": 2, "wm": 25.0}]
     state, windows, kinds = _run(msgs)
-    assert [w.records for w in windows] == [7] and state["closed_from"]["0"] == ["0", "1"]
+    assert [w.records for w in windows] == [7] and state.closed_from["0"] == ["0", "1"]
     # partition 0 re-sends window 0 after a crash: already counted
     assert wa.absorb(state, part(0, 0, 4, 12.0)) == "duplicate"
     # partition 2's partial for window 0 arrives after the window closed without it
@@ -92,35 +91,35 @@ def test_replayed_partial_is_dropped_and_a_late_one_is_counted_as_late() -> None
 
 
 def test_windows_published_by_an_earlier_leader_count_as_replays() -> None:
-    state = new_planner_state()
+    state = wa.AssemblyState()
     wa.skip_to(state, 5)  # the demand topic already holds window 5; this state never merged it
     part = {"kind": "partial", "partition": 1, "window": 4, "aggs": {"a": {"n": 2}}, "late": 0, "wm": 52.0}
     assert wa.absorb(state, part) == "duplicate"
-    assert state["late_extra"] == 0
+    assert state.late_extra == 0
 
 
 def test_closed_window_memory_is_bounded() -> None:
-    state = new_planner_state()
+    state = wa.AssemblyState()
     for p in range(P):
         wa.absorb(state, {"kind": "wm", "partition": p, "wm": 0.0})
-    state["closed_upto"] = -1
+    state.closed_upto = -1
     for k in range(wa.CLOSED_MEMORY + 50):  # every window has a partial: none is skipped as empty
         wa.absorb(state, {"kind": "partial", "partition": 0, "window": k, "aggs": {}, "late": 0, "wm": k * W})
     for p in range(P):
         wa.absorb(state, {"kind": "wm", "partition": p, "wm": (wa.CLOSED_MEMORY + 50) * W + G})
     windows = wa.closable(state, fleet_id="f", partitions=P, window_s=W, grace_s=G)
     assert len(windows) == wa.CLOSED_MEMORY + 50
-    assert len(state["closed_from"]) == wa.CLOSED_MEMORY
-    assert min(map(int, state["closed_from"])) == 50
+    assert len(state.closed_from) == wa.CLOSED_MEMORY
+    assert min(map(int, state.closed_from)) == 50
 
 
 def test_a_long_empty_gap_costs_a_bounded_number_of_windows() -> None:
     """A watermark that jumped far ahead (hours of no traffic, or the largest jump the event-time
     bounds allow) closes MAX_EMPTY_RUN empty windows, then the next window with data."""
-    state = new_planner_state()
+    state = wa.AssemblyState()
     for p in range(P):
         wa.absorb(state, {"kind": "wm", "partition": p, "wm": 0.0})
-    state["closed_upto"] = -1
+    state.closed_upto = -1
     far = 100_000
     wa.absorb(state, {"kind": "partial", "partition": 0, "window": far, "aggs": {}, "late": 0, "wm": far * W})
     for p in range(P):
@@ -128,7 +127,7 @@ def test_a_long_empty_gap_costs_a_bounded_number_of_windows() -> None:
     windows = wa.closable(state, fleet_id="f", partitions=P, window_s=W, grace_s=G)
     ends = [w.window_end for w, _ in windows]
     assert len(windows) < wa.MAX_EMPTY_RUN + 10 and (far + 1) * W in ends
-    assert state["closed_upto"] == far + 4 and state["windows_skipped"] > far - 20
+    assert state.closed_upto == far + 4 and state.windows_skipped > far - 20
     assert all(a.window_end == b.window_start for (a, _), (b, _) in zip(windows, windows[1:])), \
         "the gap is covered by one long empty window: time stays contiguous"
     assert windows[0][0].window_start == 0.0 and all(w.records == 0 for w, _ in windows if w.window_end <= far * W)
@@ -141,9 +140,8 @@ def test_progress_gives_the_open_window_once_per_step() -> None:
 
     from controller.worker.windows import demand_window as dw
     from controller.worker.windows import window_assembly
-    from controller.worker.planning.planner import new_planner_state
-
-    state = new_planner_state()
+    
+    state = wa.AssemblyState()
     parts = {p: dw.new_state() for p in (0, 1)}
     off = 0
 
@@ -153,7 +151,8 @@ def test_progress_gives_the_open_window_once_per_step() -> None:
         off += 1
         dw.add_records(parts[p], off, ts, np.array(["code"] * len(ts), dtype=object), np.full(len(ts), 100.0),
                        np.full(len(ts), 10.0), window_s=60.0, grace_s=5.0, burst_s=10.0)
-        window_assembly.absorb_any(state, dw.progress(parts[p], p, window_s=60.0))
+        (prog,) = dw.progress(parts[p], p, window_s=60.0)  # one fleet: one progress message
+        window_assembly.absorb_any(state, prog)
 
     feed(0, 60.0, 85.0, 4.0)      # partition 0 is at 85 s, partition 1 lags at 72 s
     feed(1, 60.0, 72.0, 4.0)

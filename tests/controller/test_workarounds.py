@@ -20,9 +20,12 @@ def test_every_workaround_cites_its_defect_and_an_existing_test(w: workarounds.W
     assert w.defect and w.effect and w.kind in ("patch", "app-option")
 
 
-def test_metadata_requests_do_not_auto_create() -> None:
+def test_metadata_requests_do_not_auto_create(monkeypatch: pytest.MonkeyPatch) -> None:
     import aiokafka.client as aiokafka_client
 
+    # undone after the test: other tests' clients create their topics by touching them
+    monkeypatch.setattr(aiokafka_client, "MetadataRequest", aiokafka_client.MetadataRequest)
+    monkeypatch.setattr(workarounds, "_installed", dict(workarounds._installed))
     workarounds.install(faust=False)
     req = aiokafka_client.MetadataRequest(["some-topic"])
     assert req._allow_auto_topic_creation is False  # what build() sends from Metadata v4 on
@@ -32,8 +35,8 @@ def test_metadata_requests_do_not_auto_create() -> None:
 def test_faust_consumers_get_the_short_fetch_wait() -> None:
     import faust.transport.drivers.aiokafka as faust_aiokafka
 
-    workarounds.install(fetch_wait_ms=35)
-    workarounds.install(fetch_wait_ms=35)  # idempotent: one proxy, not a proxy of a proxy
+    workarounds.install(no_auto_create=False, fetch_wait_ms=35)
+    workarounds.install(no_auto_create=False, fetch_wait_ms=35)  # idempotent: one proxy, not a proxy of a proxy
     consumer_cls = faust_aiokafka.aiokafka.AIOKafkaConsumer
     captured: dict[str, object] = {}
 

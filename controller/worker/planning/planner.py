@@ -1,6 +1,6 @@
 """The planner: one decision per closed demand window, and one per audit report.
 
-Pure of Kafka: `Planner.on_window(state, window)` takes the planner's JSON state (kept in a
+Pure of Kafka: `Planner.on_window(state, window)` takes the fleet's `PlannerState` (kept in a
 changelog-backed table by the faust app) and returns the messages to publish. Rules:
 
 * GH runs on every window close, as a repair of the plan in force (its replicas kept, idle
@@ -65,11 +65,30 @@ def bucket_tokens(n: float) -> float:
     return float(round(TOKEN_BUCKET ** math.ceil(math.log(max(n, 1.0)) / math.log(TOKEN_BUCKET) - 1e-9), 3))
 
 
-def new_planner_state() -> dict[str, Any]:
-    return {"epoch": 0, "plan": None, "plan_cost": None, "plan_demand": None, "plan_at": None,
-            "method": None, "detectors": {}, "wm": {}, "pending": {}, "late_extra": 0,
-            "closed_upto": None, "closed_from": {}, "windows_closed": 0, "recent_rates": [],
-            "composition_at": None, "held": []}
+@dataclass(slots=True)
+class PlannerState:
+    """What the planner keeps between windows for one fleet; only this module writes it.
+
+    Kept in the worker's fleet-state table (controller/worker/fleet_state.py serialises it for
+    the changelog). Every field is JSON-able: plan is a spec plan dict, detectors the drift
+    detectors' state, held [[at, {query type: rate}], ...] the rates the scale-down delay holds,
+    bins the fast path's per-interval history."""
+
+    epoch: int = 0
+    plan: dict[str, Any] | None = None
+    plan_cost: float | None = None
+    plan_demand: dict[str, float] | None = None
+    plan_at: float | None = None
+    method: str | None = None
+    detectors: dict[str, Any] = field(default_factory=dict)
+    recent_rates: list[Any] = field(default_factory=list)
+    composition_at: float | None = None
+    held: list[Any] = field(default_factory=list)
+    bins: dict[str, Any] = field(default_factory=dict)
+
+
+def new_planner_state() -> PlannerState:
+    return PlannerState()
 
 
 @dataclass(frozen=True)
@@ -139,15 +158,15 @@ class Planner:
         demand stayed lower for scale_down_delay_s (hysteresis), or demand_hold_windows."""
         return max(self.s.demand_hold_windows, math.ceil(self.s.scale_down_delay_s / self.s.window_s - 1e-9))
 
-    def held_rates(self, state: dict[str, Any], now: float) -> list[dict[str, float]]:
+    def held_rates(self, state: PlannerState, now: float) -> list[dict[str, float]]:
         """Rates of the startup and burst plans of the last scale_down_delay_s (hysteresis: a
         window's plan does not scale down below them until they are that old)."""
-        held = [h for h in state.get("held", []) if h[0] >= now - self.s.scale_down_delay_s]
-        state["held"] = held
+        held = [h for h in state.held if h[0] >= now - self.s.scale_down_delay_s]
+        state.held = held
         return [h[1] for h in held]
 
-    def _hold(self, state: dict[str, Any], at: float, rates: dict[str, float]) -> None:
-        state.setdefault("held", []).append([at, {q: float(r) for q, r in rates.items()}])
+    def _hold(self, state: PlannerState, at: float, rates: dict[str, float]) -> None:
+        state.held.append([at, {q: float(r) for q, r in rates.items()}])
 
     # ---- instance of one window -------------------------------------------------------------
     def planning_rates(self, window: DemandWindow) -> dict[str, float]:
@@ -191,15 +210,15 @@ class Planner:
         return corr.apply(inst) if corr is not None else inst
 
     # ---- decisions ----------------------------------------------------------------------------
-    def on_window(self, state: dict[str, Any], window: DemandWindow,
+    def on_window(self, state: PlannerState, window: DemandWindow,
                   closed_at: float | None = None, *, instance: Instance | None = None,
                   startup: bool = False) -> Decision:
         out = Decision()
         t_start = time.perf_counter()
-        recent = state.setdefault("recent_rates", [])
+        recent = state.recent_rates
         corr = getattr(self, "self_calibration", None)  # issue 16: learn from the window's latencies
         if corr is not None and not startup:
-            corr.close_window(state["plan"], window.window_end - window.window_start)
+            corr.close_window(state.plan, window.window_end - window.window_start)
         with out.stage("instance"):
             inst = instance or self.instance_for(window, recent, self.held_rates(state, window.window_end))
             if not startup:
@@ -213,16 +232,16 @@ class Planner:
         rates = {q: float(r) for q, r in zip(ci.qt_ids, ci.lam)}
         if not startup:
             with out.stage("drift"):
-                out.drift = drift.detect(state["detectors"], rates, state["plan_demand"],
+                out.drift = drift.detect(state.detectors, rates, state.plan_demand,
                                          threshold=self.s.drift_threshold, delta=self.s.drift_ph_delta,
                                          lam=self.s.drift_ph_lambda, method=self.s.drift_method)
-        in_force = state["plan"]
+        in_force = state.plan
         in_force_ok, in_force_cost = False, None
         if in_force is not None:
             with out.stage("check_plan"):
                 rep = check_plan(ci, in_force, spec)
             in_force_ok, in_force_cost = rep.feasible, rep.cost_per_hour
-        dwell_ok = state["plan_at"] is None or window.window_end - state["plan_at"] >= self.s.min_dwell_s
+        dwell_ok = state.plan_at is None or window.window_end - state.plan_at >= self.s.min_dwell_s
 
         # GH repairs the plan in force (its replicas kept as paid capacity, idle ones trimmed):
         # a cold plan could replace whole deployments, and new replicas start cold
@@ -266,7 +285,7 @@ class Planner:
 
         result, report = gh, gh_report
         if trigger == "startup":  # nothing is in force, so nothing to publish before AGH
-            agh = self._agh(out, ci, state["epoch"], None)
+            agh = self._agh(out, ci, state.epoch, None)
             with out.stage("check"):
                 agh_report = check_result(ci, agh)
             if (agh.has_solution and agh_report.feasible) or not gh_ok:
@@ -276,17 +295,17 @@ class Planner:
         out.stage_seconds["total"] = time.perf_counter() - t_start
         return out
 
-    def _publish_then_agh(self, out: Decision, state: dict[str, Any], window: DemandWindow, closed_at: float | None,
+    def _publish_then_agh(self, out: Decision, state: PlannerState, window: DemandWindow, closed_at: float | None,
                           inst: Instance, ci: CompiledInstance, result: SolveResult, report: Report, trigger: str,
                           startup: bool, agh_trigger: str | None, prev_replicas: Any, gh: SolveResult) -> None:
         """Publish `result`; with `agh_trigger`, leave AGH to the follow-up, warm-started from `gh`."""
         self._publish_plan(out, state, window, closed_at, inst, ci, result, report, trigger, startup)
         if agh_trigger is not None:
-            out.follow_up = FollowUp(epoch=state["epoch"], trigger=agh_trigger, window=window,
+            out.follow_up = FollowUp(epoch=state.epoch, trigger=agh_trigger, window=window,
                                      closed_at=closed_at, instance=inst, ci=ci, prev_replicas=prev_replicas,
                                      gh=gh, gh_report=report)
 
-    def _two_timescales(self, out: Decision, state: dict[str, Any], window: DemandWindow,
+    def _two_timescales(self, out: Decision, state: PlannerState, window: DemandWindow,
                         ci: CompiledInstance, prev: Any, gh: SolveResult | None, in_force_cost: float | None
                         ) -> tuple[SolveResult, Report, str, str | None] | None:
         """The plan to publish for a window while a plan is in force (controller/worker/planning/composition.py):
@@ -299,7 +318,7 @@ class Planner:
         with out.stage("within"):
             within = composition.within_composition(ci, prev)
         out.solve_seconds["within"] = within.seconds if within is not None else 0.0
-        held_s = window.window_end - (state.get("composition_at") or state["plan_at"] or window.window_end)
+        held_s = window.window_end - (state.composition_at or state.plan_at or window.window_end)
         free = gh
         if within is not None and held_s >= self.s.composition_dwell_s:
             with out.stage("gh"):  # GH's repair keeps the replicas in force; a fresh GH may not
@@ -331,7 +350,7 @@ class Planner:
             report = check_result(ci, free)
         return free, report, "window", "drift" if out.drift else None
 
-    def follow_up(self, state: dict[str, Any], fu: FollowUp) -> Decision:
+    def follow_up(self, state: PlannerState, fu: FollowUp) -> Decision:
         """AGH for a window whose GH plan is already out (drift, or no valid GH plan), warm-started
         from that GH plan, with the switch cost counted against the replicas in force before it.
         Its plan is published as the next epoch unless GH's is better: a valid AGH plan goes out
@@ -339,7 +358,7 @@ class Planner:
         valid, AGH's goes out if it leaves `improve_threshold` less demand unserved."""
         out = Decision()
         t_start = time.perf_counter()
-        if state["epoch"] != fu.epoch:
+        if state.epoch != fu.epoch:
             out.kept_reason = "AGH of a superseded epoch"
             return out
         ci = fu.ci
@@ -408,7 +427,7 @@ class Planner:
                                  for i, q in enumerate(ci.qt_ids))
         return unserved(new) < unserved(old) * (1 - self.improve_threshold) - 1e-9
 
-    def _publish_plan(self, out: Decision, state: dict[str, Any], window: DemandWindow,
+    def _publish_plan(self, out: Decision, state: PlannerState, window: DemandWindow,
                       closed_at: float | None, inst: Instance, ci: CompiledInstance, result: SolveResult,
                       report: Report, trigger: str, startup: bool) -> None:
         """Append the plan's AllocationEvent (epoch + 1, adopted as the plan in force) and,
@@ -423,7 +442,7 @@ class Planner:
             gate_route = self._gate_route(ci, result, inst) if not degraded else None
         with out.stage("event"):
             event = AllocationEvent(
-                fleet_id=window.fleet_id, epoch=state["epoch"] + 1, trigger=trigger,
+                fleet_id=window.fleet_id, epoch=state.epoch + 1, trigger=trigger,
                 method=result.method if result.method in ("gh", "agh", "milp", "cpsat") else "gh",
                 status=result.status.value, plan=Plan.model_validate(to_plan(ci, result)),
                 cost_per_hour=report.cost_per_hour, gpu_cost_per_hour=report.gpu_cost_per_hour,
@@ -441,12 +460,12 @@ class Planner:
                     method=self.s.audit_method, time_limit_s=self.s.audit_time_limit_s,
                     created_at=time.time()))
 
-    def on_startup(self, state: dict[str, Any], fleet_id: str, now: float,
+    def on_startup(self, state: PlannerState, fleet_id: str, now: float,
                    observed: DemandWindow | None = None) -> Decision:
         """The first plan. With `observed` (the first warm_start_s of traffic, a partial window),
         it is sized on what the fleet really receives; without, on the catalog's default rates,
         so routers have a plan before any traffic (startup_plan "catalog")."""
-        if state["plan"] is not None or state["epoch"] > 0:
+        if state.plan is not None or state.epoch > 0:
             return Decision()
         if observed is not None and observed.demand:
             inst = self.instance_for(observed)
@@ -460,7 +479,7 @@ class Planner:
                                         performance_model=self.s.performance_model)
         return self.on_window(state, defaults, None, instance=inst, startup=True)
 
-    def on_burst(self, state: dict[str, Any], partial: DemandWindow, closed_at: float | None = None,
+    def on_burst(self, state: PlannerState, partial: DemandWindow, closed_at: float | None = None,
                  bins: dict[str, list[tuple[float, float]]] | None = None) -> Decision:
         """The fast path, on a window still open (`partial`: its traffic so far, its rates over
         the burst intervals already complete). Without a plan in force it makes the first plan
@@ -468,7 +487,7 @@ class Planner:
         was sized for by more than burst_tolerance, it re-plans at once, GH-fast: the plan in
         force grown within its composition (or GH's repair when the composition cannot serve
         it), published as an epoch with trigger "burst"; it only adds capacity."""
-        if state["plan"] is None:
+        if state.plan is None:
             if self.s.startup_plan == "observed" and \
                     partial.window_end - partial.window_start >= self.s.warm_start_s - 1e-9:
                 return self.on_startup(state, partial.fleet_id, partial.window_end, observed=partial)
@@ -476,13 +495,13 @@ class Planner:
         out = Decision()
         if not self.s.fast_path:
             return out
-        planned = state["plan_demand"] or {}
+        planned = state.plan_demand or {}
         # only complete burst intervals: a mean over a few seconds is noise
         rates = {d.query_type: d.arrival_rate_peak for d in partial.demand if d.arrival_rate_peak is not None}
         if bins and self.s.forecast:  # a climbing rate is planned where it will be once replicas are up
             lead = self.s.burst_s + max((self.cold_start.seconds((d["model"], d["gpu"], d["precision"], d["tp"], d["pp"]))
-                                         for d in state["plan"]["deployments"]), default=self.s.cold_start_engine_s)
-            history = state.setdefault("bins", {})
+                                         for d in state.plan["deployments"]), default=self.s.cold_start_engine_s)
+            history = state.bins
             for q, pts in bins.items():
                 seen = {float(t): float(r) for t, r in history.get(q, [])}
                 seen.update({float(t): float(r) for t, r in pts})
@@ -499,16 +518,16 @@ class Planner:
             return out
         t_start = time.perf_counter()
         with out.stage("instance"):
-            inst = self.instance_for(partial, state.get("recent_rates"), self.held_rates(state, partial.window_end))
+            inst = self.instance_for(partial, state.recent_rates, self.held_rates(state, partial.window_end))
             spec = inst.to_spec()
         with out.stage("compile"):
             ci = self.compiled(spec)
         with out.stage("check_plan"):
-            fits = check_plan(ci, state["plan"], spec).feasible
+            fits = check_plan(ci, state.plan, spec).feasible
         if fits:
             out.kept_reason = "plan in force carries the burst"
             return out
-        prev = from_plan(ci, state["plan"])
+        prev = from_plan(ci, state.plan)
         with out.stage("within"):
             within = composition.within_composition(ci, np.maximum(prev[0], 0))
         if within is not None:  # grow only: replicas never fall below the plan in force
@@ -539,37 +558,37 @@ class Planner:
                            objective=objective(ci, rep, result.x), seconds=result.seconds,
                            explanation=result.explanation, stats=result.stats)
 
-    def on_audit(self, state: dict[str, Any], report: AuditReport, instance: Instance | None = None) -> Decision:
+    def on_audit(self, state: PlannerState, report: AuditReport, instance: Instance | None = None) -> Decision:
         """Adopt an audited plan when it is cheaper by more than the threshold."""
         out = Decision()
         if not self.s.audit_adopt or report.better_plan is None or report.best_cost is None:
             return out
-        if report.epoch != state["epoch"] or state["plan_cost"] is None:
+        if report.epoch != state.epoch or state.plan_cost is None:
             out.kept_reason = "audit of a superseded epoch"
             return out
-        if report.best_cost >= state["plan_cost"] * (1 - self.s.audit_adopt_threshold):
+        if report.best_cost >= state.plan_cost * (1 - self.s.audit_adopt_threshold):
             return out
         event = AllocationEvent(
-            fleet_id=report.fleet_id, epoch=state["epoch"] + 1, trigger="audit", method=report.method,
+            fleet_id=report.fleet_id, epoch=state.epoch + 1, trigger="audit", method=report.method,
             status="feasible", plan=report.better_plan, cost_per_hour=report.best_cost,
-            gpu_cost_per_hour=report.best_cost, optimality_gap=report.gap, demand=state["plan_demand"] or {},
-            window_end=state["plan_at"], created_at=time.time())
-        self.adopt(state, event, state["plan_at"] or 0.0)
+            gpu_cost_per_hour=report.best_cost, optimality_gap=report.gap, demand=state.plan_demand or {},
+            window_end=state.plan_at, created_at=time.time())
+        self.adopt(state, event, state.plan_at or 0.0)
         out.events.append(event)
         return out
 
     @staticmethod
-    def adopt(state: dict[str, Any], event: AllocationEvent, at: float | None) -> None:
+    def adopt(state: PlannerState, event: AllocationEvent, at: float | None) -> None:
         """Make `event`'s plan the plan in force of `state` (`at`: its window end)."""
-        old = {d["id"] for d in state["plan"]["deployments"]} if state["plan"] else None
+        old = {d["id"] for d in state.plan["deployments"]} if state.plan else None
         if old != {d.id for d in event.plan.deployments}:
-            state["composition_at"] = at   # the composition changed: its dwell starts now
-        state["epoch"] = event.epoch
-        state["plan"] = event.plan.to_spec()
-        state["plan_cost"] = event.cost_per_hour
-        state["plan_demand"] = dict(event.demand)
-        state["plan_at"] = at
-        state["method"] = event.method
+            state.composition_at = at   # the composition changed: its dwell starts now
+        state.epoch = event.epoch
+        state.plan = event.plan.to_spec()
+        state.plan_cost = event.cost_per_hour
+        state.plan_demand = dict(event.demand)
+        state.plan_at = at
+        state.method = event.method
 
     def _gate_route(self, ci: Any, result: Any, inst: Instance) -> dict[str, dict[str, Any]] | None:
         """Gate-and-route parameters per deployment (see controller/worker/planning/gate_route_params.py), for

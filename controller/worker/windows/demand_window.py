@@ -1,8 +1,8 @@
-"""Tumbling event-time demand windows, per telemetry partition, as plain JSON-able state.
+"""Tumbling event-time demand windows, per telemetry partition and fleet, as JSON-able state.
 
-Each partition's state is ONE dict (one table entry): open windows with per-query-type
-aggregates (counts, sums, log-spaced token histograms), the partition's watermark (max
-event time seen) and the last offset applied. Keeping the offset inside the same entry
+Each partition's state is ONE `PartitionState` (one table entry): per fleet, open windows with
+per-query-type aggregates (counts, sums, log-spaced token histograms); the partition's
+watermark (max event time seen, shared by its fleets) and the last offset applied. Keeping the offset inside the same entry
 makes a replayed message (after a crash, before the consumer commit) a no-op: every
 record is counted once per offset.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,8 +57,24 @@ def classify_with_rule(inp: np.ndarray, out: np.ndarray, rules: Sequence[LengthR
     return res, used
 
 
-def new_state() -> dict[str, Any]:
-    return {"offset": -1, "wm": None, "late": 0, "windows": {}}
+#: the fleet of telemetry that names none (settings.fleet_id overrides it in a worker)
+DEFAULT_FLEET = "default"
+Agg = dict[str, Any]  # one query type's aggregates in one window (see _empty_agg)
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """One telemetry partition's open windows; only this module writes it (the faust app keeps
+    it in the ingest table, serialised by controller/worker/fleet_state.py)."""
+
+    offset: int = -1                   # last offset applied: a replayed message is a no-op
+    wm: float | None = None            # the partition's watermark, shared by its fleets
+    late: dict[str, int] = field(default_factory=dict)   # fleet -> late records not yet reported
+    windows: dict[str, dict[str, dict[str, Agg]]] = field(default_factory=dict)  # fleet -> window -> qt -> agg
+
+
+def new_state() -> PartitionState:
+    return PartitionState()
 
 
 def _empty_agg() -> dict[str, Any]:
@@ -71,12 +87,12 @@ def _hist(values: np.ndarray) -> np.ndarray:
     return np.bincount(idx, minlength=_NB)
 
 
-def add_records(state: dict[str, Any], offset: int, ts: np.ndarray, qt: np.ndarray,
+def add_records(state: PartitionState, offset: int, ts: np.ndarray, qt: np.ndarray,
                 inp: np.ndarray, out: np.ndarray, lat: np.ndarray | None = None,
                 ttft: np.ndarray | None = None, outcome: np.ndarray | None = None, *,
                 window_s: float, grace_s: float, burst_s: float = 0.0,
-                watermark: float | None = None) -> tuple[bool, int]:
-    """Apply one message's records in place. Returns (applied, late_count).
+                watermark: float | None = None, fleet: str = DEFAULT_FLEET) -> tuple[bool, int]:
+    """Apply one message's records (all of `fleet`) in place. Returns (applied, late_count).
 
     `lat`/`ttft` use NaN for unknown; `outcome` is an object array (None = unknown).
     `burst_s` > 0 also counts records per burst interval of each window (`sub_n`; the window
@@ -85,18 +101,19 @@ def add_records(state: dict[str, Any], offset: int, ts: np.ndarray, qt: np.ndarr
     partition's new watermark (controller/event_time.advance bounds its jump); by default it
     becomes the newest record time.
     """
-    if offset <= state["offset"]:
+    if offset <= state.offset:
         return False, 0
-    state["offset"] = int(offset)
+    state.offset = int(offset)
     if len(ts) == 0:
         return True, 0
-    wm = state["wm"]
+    wm = state.wm
     index = np.floor(ts / window_s).astype(np.int64)  # window k covers [k w, (k + 1) w)
     late = np.zeros(len(ts), dtype=bool) if wm is None else ((index + 1) * window_s + grace_s <= wm)
     n_late = int(late.sum())
-    state["late"] += n_late
+    if n_late:
+        state.late[fleet] = state.late.get(fleet, 0) + n_late
     keep = ~late
-    windows = state["windows"]
+    windows = state.windows.setdefault(fleet, {})
     if keep.any():
         keys = np.char.add(np.char.add(index[keep].astype(str), "|"), qt[keep].astype(str))
         uniq, inv = np.unique(keys, return_inverse=True)
@@ -132,11 +149,11 @@ def add_records(state: dict[str, Any], offset: int, ts: np.ndarray, qt: np.ndarr
                 agg["slo_n"] += int(known.sum())
                 agg["slo_ok"] += int((oc[known] == _OK).sum())
     top = float(ts.max()) if watermark is None else watermark
-    state["wm"] = top if wm is None else max(wm, top)
+    state.wm = top if wm is None else max(wm, top)
     return True, n_late
 
 
-def close_ready(state: dict[str, Any], partition: int, *, window_s: float, grace_s: float,
+def close_ready(state: PartitionState, partition: int, *, window_s: float, grace_s: float,
                 watermark: float | None = None) -> list[dict[str, Any]]:
     """Pop every window whose end + grace is at or below the watermark, as partials.
 
@@ -146,24 +163,30 @@ def close_ready(state: dict[str, Any], partition: int, *, window_s: float, grace
     own window's end + grace. The leader closes a window once every partition's watermark
     passed it, so a partial that carried the full watermark could let it close the next
     window before this partition's partial for it had arrived (when a watermark jump, such
-    as a tick, closes several windows of a partition at once).
+    as a tick, closes several windows of a partition at once). Each fleet's partials are
+    separate messages (its own leader merges them); the rule holds per fleet.
     """
     if watermark is not None:
-        state["wm"] = watermark if state["wm"] is None else max(state["wm"], watermark)
-    wm = state["wm"]
+        state.wm = watermark if state.wm is None else max(state.wm, watermark)
+    wm = state.wm
     if wm is None:
         return []
-    out = []
-    for w in sorted(state["windows"], key=int):
-        k = int(w)
-        if (k + 1) * window_s + grace_s <= wm:
-            out.append({"kind": "partial", "partition": partition, "window": k,
-                        "window_start": k * window_s, "window_end": (k + 1) * window_s,
-                        "aggs": state["windows"].pop(w), "late": state["late"],
-                        "wm": (k + 1) * window_s + grace_s})
-            state["late"] = 0
-    if out:
-        out[-1]["wm"] = wm
+    out: list[dict[str, Any]] = []
+    for fleet in sorted(state.windows):
+        windows = state.windows[fleet]
+        mine = []
+        for w in sorted(windows, key=int):
+            k = int(w)
+            if (k + 1) * window_s + grace_s <= wm:
+                mine.append({"kind": "partial", "fleet": fleet, "partition": partition, "window": k,
+                             "window_start": k * window_s, "window_end": (k + 1) * window_s,
+                             "aggs": windows.pop(w), "late": state.late.pop(fleet, 0),
+                             "wm": (k + 1) * window_s + grace_s})
+        if mine:
+            mine[-1]["wm"] = wm
+        if not windows:
+            del state.windows[fleet]
+        out += mine
     return out
 
 
@@ -187,17 +210,15 @@ def merge_aggs(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def progress(state: Mapping[str, Any], partition: int, *, window_s: float) -> dict[str, Any] | None:
-    """This partition's newest open window so far (cumulative, so a repeat is harmless), for
-    the leader's fast path (Planner.on_burst); None before any record."""
-    wm = state["wm"]
+def progress(state: PartitionState, partition: int, *, window_s: float) -> list[dict[str, Any]]:
+    """Per fleet, this partition's newest open window so far (cumulative, so a repeat is
+    harmless), for the leader's fast path (Planner.on_burst); none before any record."""
+    wm = state.wm
     if wm is None:
-        return None
+        return []
     k = int(math.floor(wm / window_s))
-    aggs = state["windows"].get(str(k))
-    if not aggs:
-        return None
-    return {"kind": "progress", "partition": partition, "window": k, "wm": wm, "aggs": aggs}
+    return [{"kind": "progress", "fleet": fleet, "partition": partition, "window": k, "wm": wm, "aggs": aggs}
+            for fleet, windows in sorted(state.windows.items()) if (aggs := windows.get(str(k)))]
 
 
 def partial_window(fleet_id: str, k: int, window_s: float, upto: float,
