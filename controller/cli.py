@@ -132,6 +132,24 @@ def query_types(as_json: bool) -> None:
     click.echo(f"  otherwise (rule -1): {s.default_query_type}", err=True)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per workaround")
+def workarounds(as_json: bool) -> None:
+    """The patches llmfleet applies to faust, aiokafka and the embedded broker, each with the
+    defect it works around and the test that reproduces it (controller/common/workarounds.py)."""
+    import dataclasses
+    import json
+
+    from controller.common import workarounds as registry
+
+    for w in registry.REGISTRY:
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(w)))
+        else:
+            click.echo(f"{w.name} [{w.kind}] ({w.library})\n  defect: {w.defect}\n  without it: {w.effect}\n"
+                       f"  test: {w.test}")
+
+
 from controller.offline.calibrate_command import calibrate  # noqa: E402
 from controller.offline.perf_command import perf  # noqa: E402
 from controller.replay.command import replay  # noqa: E402

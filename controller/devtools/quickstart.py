@@ -201,14 +201,9 @@ async def wait_ready(s: Settings, obs: Observed, wm: float, worker: subprocess.P
 
 
 async def run(cfg: RunConfig, console: Console) -> int:
-    from controller.devtools.broker import EmbeddedBroker
-    from solvers.cold_start import ColdStart
-    from controller.sim.fleet_sim import FleetSimulator, PerfTable
-    from controller.sim.loop_service import ClosedLoop, LoopService
-    from controller.replay.replay import publish
-    from controller.router.core import Router
-    from controller.router.service import RouterService
     from controller.common.topic_admin import ensure_topics
+    from controller.devtools.broker import EmbeddedBroker
+    from controller.replay.replay import publish
     from controller.replay.trace_reader import TraceOptions, bundled_sources, read_trace
 
     catalog: Catalog = load_catalog()
@@ -225,16 +220,7 @@ async def run(cfg: RunConfig, console: Console) -> int:
         with worker_log.open("wb") as fh:
             worker = subprocess.Popen([sys.executable, "-m", "controller.worker.run"], env=worker_env(s),
                                       stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        spec = catalog.to_instance().to_spec()
-        # replicas start as the catalog's models load (solvers/cold_start.py); engines shed a
-        # request that could no longer meet its SLO instead of queueing it (deadline admission)
-        sim = FleetSimulator(PerfTable.from_instance(spec), cold_start_s=ColdStart.from_spec(spec), seed=0,
-                             window_s=cfg.window_s, max_wait_s=10.0, shed_late=True)
-        router = Router(fleet_id=s.fleet_id, seed=0)
-        loop = LoopService(s.bootstrap_servers, ClosedLoop(router, sim, fleet_id=s.fleet_id),
-                           s.topics.requests, s.topics.telemetry,
-                           router_service=RouterService(s.bootstrap_servers, router, topic=s.topics.allocations),
-                           plan_timeout_s=0.5, status_topic=s.topics.fleet_status)
+        loop = _closed_loop(s, catalog, cfg)
         await loop.start()
         watcher = asyncio.create_task(_watch(s, obs, stop))
         start = time.time() - cfg.minutes * 60  # event time ends about now
@@ -243,69 +229,15 @@ async def run(cfg: RunConfig, console: Console) -> int:
         opts = TraceOptions(scale=cfg.scale, start=start, seed=0)
         chunks = [c.take(c.ts < start + cfg.minutes * 60) for c in read_trace(bundled_sources(), opts)]
         total = sum(len(c) for c in chunks)
-        live = console.is_terminal if cfg.live is None else cfg.live
         replay = asyncio.create_task(publish(iter(chunks), bootstrap_servers=s.bootstrap_servers,
                                              topic=s.topics.requests, pace=cfg.pace, progress=False, total=total))
         console.print(f"[bold]llmfleet quickstart[/bold]: broker {s.bootstrap_servers}, replaying {total:,} requests "
                       f"({cfg.minutes:g} min of the Azure 2023 traces x{cfg.scale:g}) at {cfg.pace:g}x speed")
-
-        async def until_done() -> None:
-            while not replay.done():
-                if worker.poll() is not None:
-                    raise RuntimeError(f"the controller worker exited with code {worker.returncode}; "
-                                       f"log: {worker_log}")
-                await asyncio.sleep(0.25)
-            await replay
-            # let the last closable windows, plans and audits arrive
-            deadline = time.monotonic() + 20
-            seen = -1
-            while time.monotonic() < deadline:
-                await asyncio.sleep(1.0)
-                now = (len(obs.windows), len(obs.events), len(obs.audits))
-                if now == seen and obs.windows:
-                    break
-                seen = now
-
-        if live:
-            with Live(_view(obs, 0, {}), console=console, refresh_per_second=4) as lv:
-                task = asyncio.create_task(until_done())
-                while not task.done():
-                    lv.update(_view(obs, total if replay.done() else 0, loop.metrics()))
-                    await asyncio.sleep(0.25)
-                await task
-                lv.update(_view(obs, total, loop.metrics()))
-        else:
-            last = 0
-            task = asyncio.create_task(until_done())
-            while not task.done():
-                await asyncio.sleep(0.5)
-                if len(obs.events) != last:
-                    for e in obs.events[last:]:
-                        console.print(f"epoch {e.epoch}: {e.trigger}/{e.method} ${e.cost_per_hour:,.2f}/h "
-                                      f"{sum(d.replicas * d.tp * d.pp for d in e.plan.deployments)} GPUs"
-                                      + (" DEGRADED" if e.degraded else ""))
-                    last = len(obs.events)
-            await task
+        await _follow(cfg, console, obs, loop, replay, worker, worker_log, total)
         stop.set()
         await watcher
         await loop.stop()
-        from controller.devtools.report import write_report
-
-        closing = [*loop_notes(loop.metrics(), start, start + cfg.minutes * 60),
-                   *oracle_notes(chunks, loop.metrics(), cfg, start)]
-        index = write_report(cfg.report_dir, catalog, obs.windows, obs.events, obs.audits,
-                             title="llmfleet quickstart: Azure 2023 traces on a simulated fleet",
-                             notes=[f"Replayed {total:,} requests ({cfg.minutes:g} min of trace, rate x{cfg.scale:g}) "
-                                    f"at {cfg.pace:g}x wall speed; windows of {cfg.window_s:g}s event time.",
-                                    *closing])
-        console.print(_view(obs, total, loop.metrics()))
-        for line in closing:
-            console.print(line)
-        if not obs.events:
-            console.print(f"[red]no allocation event was published[/red]; worker log: {worker_log}")
-            return 1
-        console.print(f"report: [bold]{index.resolve()}[/bold]")
-        return 0
+        return _finish(cfg, console, catalog, obs, loop, chunks, start, total, worker_log)
     finally:
         stop.set()
         if worker is not None and worker.poll() is None:
@@ -316,3 +248,86 @@ async def run(cfg: RunConfig, console: Console) -> int:
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait(5)
         broker.stop()
+
+
+def _closed_loop(s: Settings, catalog: Catalog, cfg: RunConfig) -> Any:
+    """The simulated fleet behind the reference router, fed by the requests topic."""
+    from controller.router.core import Router
+    from controller.router.service import RouterService
+    from controller.sim.fleet_sim import FleetSimulator, PerfTable
+    from controller.sim.loop_service import ClosedLoop, LoopService
+    from solvers.cold_start import ColdStart
+
+    spec = catalog.to_instance().to_spec()
+    # replicas start as the catalog's models load (solvers/cold_start.py); engines shed a
+    # request that could no longer meet its SLO instead of queueing it (deadline admission)
+    sim = FleetSimulator(PerfTable.from_instance(spec), cold_start_s=ColdStart.from_spec(spec), seed=0,
+                         window_s=cfg.window_s, max_wait_s=10.0, shed_late=True)
+    router = Router(fleet_id=s.fleet_id, seed=0)
+    return LoopService(s.bootstrap_servers, ClosedLoop(router, sim, fleet_id=s.fleet_id),
+                       s.topics.requests, s.topics.telemetry,
+                       router_service=RouterService(s.bootstrap_servers, router, topic=s.topics.allocations),
+                       plan_timeout_s=0.5, status_topic=s.topics.fleet_status)
+
+
+async def _follow(cfg: RunConfig, console: Console, obs: Observed, loop: Any, replay: asyncio.Task[Any],
+                  worker: subprocess.Popen[bytes], worker_log: Path, total: int) -> None:
+    """Show the run until the replay is done and the last windows, plans and audits are in:
+    a live view on a terminal, one line per allocation event otherwise."""
+    async def until_done() -> None:
+        while not replay.done():
+            if worker.poll() is not None:
+                raise RuntimeError(f"the controller worker exited with code {worker.returncode}; "
+                                   f"log: {worker_log}")
+            await asyncio.sleep(0.25)
+        await replay
+        # let the last closable windows, plans and audits arrive
+        deadline = time.monotonic() + 20
+        seen = -1
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            now = (len(obs.windows), len(obs.events), len(obs.audits))
+            if now == seen and obs.windows:
+                break
+            seen = now
+
+    task = asyncio.create_task(until_done())
+    if console.is_terminal if cfg.live is None else cfg.live:
+        with Live(_view(obs, 0, {}), console=console, refresh_per_second=4) as lv:
+            while not task.done():
+                lv.update(_view(obs, total if replay.done() else 0, loop.metrics()))
+                await asyncio.sleep(0.25)
+            await task
+            lv.update(_view(obs, total, loop.metrics()))
+        return
+    last = 0
+    while not task.done():
+        await asyncio.sleep(0.5)
+        for e in obs.events[last:]:
+            console.print(f"epoch {e.epoch}: {e.trigger}/{e.method} ${e.cost_per_hour:,.2f}/h "
+                          f"{sum(d.replicas * d.tp * d.pp for d in e.plan.deployments)} GPUs"
+                          + (" DEGRADED" if e.degraded else ""))
+        last = len(obs.events)
+    await task
+
+
+def _finish(cfg: RunConfig, console: Console, catalog: Catalog, obs: Observed, loop: Any, chunks: list[Any],
+            start: float, total: int, worker_log: Path) -> int:
+    """Write the report and print the closing figures; 1 when no plan was ever published."""
+    from controller.devtools.report import write_report
+
+    closing = [*loop_notes(loop.metrics(), start, start + cfg.minutes * 60),
+               *oracle_notes(chunks, loop.metrics(), cfg, start)]
+    index = write_report(cfg.report_dir, catalog, obs.windows, obs.events, obs.audits,
+                         title="llmfleet quickstart: Azure 2023 traces on a simulated fleet",
+                         notes=[f"Replayed {total:,} requests ({cfg.minutes:g} min of trace, rate x{cfg.scale:g}) "
+                                f"at {cfg.pace:g}x wall speed; windows of {cfg.window_s:g}s event time.",
+                                *closing])
+    console.print(_view(obs, total, loop.metrics()))
+    for line in closing:
+        console.print(line)
+    if not obs.events:
+        console.print(f"[red]no allocation event was published[/red]; worker log: {worker_log}")
+        return 1
+    console.print(f"report: [bold]{index.resolve()}[/bold]")
+    return 0

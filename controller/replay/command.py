@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 _KEY_BY: dict[str, KeyBy] = {"round-robin": "round_robin", "query-type": "query_type"}
 _BUNDLED_NOTE = ("bundled trace: Azure LLM Inference Trace 2023 (excerpt), Microsoft Azure, CC BY 4.0; "
-                 "attribution and changes in controller/traces/README.md")
+                 "attribution and changes in controller/replay/traces/README.md")
 
 
 def _start(value: str) -> float | None:

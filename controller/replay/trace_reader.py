@@ -136,7 +136,7 @@ def parse_rule(spec: str) -> LengthRule:
 
 
 def bundled_sources() -> list[TraceSource]:
-    """The bundled Azure 2023 excerpt: code and conversation (see controller/traces/README.md)."""
+    """The bundled Azure 2023 excerpt: code and conversation (see controller/replay/traces/README.md)."""
     return [TraceSource(BUNDLED_DIR / "AzureLLMInferenceTrace_code.csv", query_type="code"),
             TraceSource(BUNDLED_DIR / "AzureLLMInferenceTrace_conv.csv", query_type="conversation")]
 

@@ -422,6 +422,7 @@ class Controller:
         last = await recovery.last_published(s.bootstrap_servers or "", topic, "epoch", fleet)
         end_msg = await recovery.last_published(s.bootstrap_servers or "", s.topics.demand, "window_end", fleet)
         last_end = float(end_msg["window_end"]) if end_msg else 0.0
+        event = None
         if last is not None:
             try:
                 event = AllocationEvent.model_validate(last)
@@ -429,10 +430,8 @@ class Controller:
                 log.warning("planner.sync_bad_event", fleet=fleet, epoch=last.get("epoch"), reason=describe(exc))
             else:
                 self._last_event[fleet] = event
-                if state.plan is None or event.epoch > state.epoch:
-                    Planner.adopt(state, event, event.window_end)
-                    log.info("planner.plan_restored", fleet=fleet, epoch=event.epoch, trigger=event.trigger)
-        state.epoch = max(state.epoch, int(last["epoch"]) if last else 0)
+        if Planner.restore(state, event, int(last["epoch"]) if last else 0) and event is not None:
+            log.info("planner.plan_restored", fleet=fleet, epoch=event.epoch, trigger=event.trigger)
         if last_end > 0:
             window_assembly.skip_to(fs.assembly, round(last_end / s.window_s) - 1)
         self._synced.add(fleet)

@@ -60,3 +60,16 @@ def test_app_options_depend_on_the_broker() -> None:
     assert workarounds.faust_app_options("llmfleet-abc123")["producer_max_batch_size"] == 1
     real = workarounds.faust_app_options("kraft-cluster-xyz")
     assert real["producer_max_batch_size"] > 1 and real["recovery_consistency_check"] is False
+
+
+def test_the_cli_lists_the_registry() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from controller.cli import main
+
+    res = CliRunner().invoke(main, ["workarounds", "--json"])
+    assert res.exit_code == 0, res.output
+    names = [json.loads(line)["name"] for line in res.output.splitlines() if line.startswith("{")]
+    assert names == [w.name for w in workarounds.REGISTRY]

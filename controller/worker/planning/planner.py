@@ -578,6 +578,17 @@ class Planner:
         return out
 
     @staticmethod
+    def restore(state: PlannerState, published: AllocationEvent | None, published_epoch: int) -> bool:
+        """A new leader's state against what is published: continue after the highest epoch
+        on the allocations topic, and take the published plan when the table lost it or holds
+        an older one. True when the published plan was adopted."""
+        adopted = published is not None and (state.plan is None or published.epoch > state.epoch)
+        if adopted:
+            Planner.adopt(state, published, published.window_end)
+        state.epoch = max(state.epoch, published_epoch)
+        return adopted
+
+    @staticmethod
     def adopt(state: PlannerState, event: AllocationEvent, at: float | None) -> None:
         """Make `event`'s plan the plan in force of `state` (`at`: its window end)."""
         old = {d["id"] for d in state.plan["deployments"]} if state.plan else None
