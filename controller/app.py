@@ -82,7 +82,7 @@ class Controller:
             max_factor=s.self_calibration_max_factor, min_requests=s.self_calibration_min_requests) \
             if s.self_calibration else None
         self.planner.self_calibration = self.self_calibration  # type: ignore[attr-defined]
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.planner.cold_start.seconds)
         self.audits = AuditRunner(s.audit_time_limit_s)
         faust_tuning.install(s.fetch_wait_ms)
         faust_recovery_order.install()
@@ -392,6 +392,7 @@ class Controller:
                 log.warning("planner.sync_bad_event", epoch=last.get("epoch"), reason=describe(exc))
             else:
                 self._last_event = event
+                self.metrics.desired.observe(event)  # a new leader exports the plan in force at once
                 if state["plan"] is None or event.epoch > state["epoch"]:
                     Planner.adopt(state, event, event.window_end)
                     log.info("planner.plan_restored", epoch=event.epoch, trigger=event.trigger)
