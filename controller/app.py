@@ -101,7 +101,7 @@ class Controller:
             topic_partitions=s.telemetry_partitions, topic_allow_declare=True,
             broker_rebalance_timeout=5.0, broker_session_timeout=8.0, broker_heartbeat_interval=1.0,
             consumer_auto_offset_reset="earliest", web_enabled=s.web_port > 0,
-            web_port=s.web_port or 6066, web_bind="127.0.0.1",
+            web_port=s.web_port or 6066, web_bind=s.web_bind,
             producer_max_request_size=s.max_message_bytes,
             processing_guarantee="exactly_once" if s.enable_idempotence else "at_least_once",
             table_cleanup_interval=3600.0,

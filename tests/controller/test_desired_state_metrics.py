@@ -179,3 +179,35 @@ def test_queries_name_the_deployment() -> None:
         "llmfleet_transition_replicas", "default", "a")
     with pytest.raises(ValueError):
         DesiredStateCollector(default_cold_start_s=-1)
+
+
+def test_docs_show_the_queries_the_code_defines() -> None:
+    from controller.desired_state_metrics import ADAPTER_METRICS_QUERY
+    from tests.deploy import desired_state_docs as docs
+
+    trigger, labels = docs.keda_trigger(), docs.hpa_selector()
+    assert trigger["metadata"]["query"] == keda_query(labels["fleet"], labels["deployment"])
+    assert trigger["metadata"]["ignoreNullValues"] == "false" and trigger["metadata"]["threshold"] == "1"
+    rule = docs.snippets()["adapter"]["externalRules"][0]
+    assert rule["metricsQuery"] == ADAPTER_METRICS_QUERY
+    assert docs.snippets()["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["external"]["metric"]["name"] \
+        == "llmfleet_transition_replicas"
+
+
+def test_docs_scaled_object_validates_against_the_keda_crd() -> None:
+    import jsonschema
+    import yaml
+
+    from tests.conftest import SHARED
+    from tests.deploy import desired_state_docs as docs
+
+    crd_path = SHARED / "k8s-crds" / "keda.sh_scaledobjects.yaml"
+    if not crd_path.exists():
+        pytest.skip(f"KEDA CRD not found at {crd_path}")
+    crd = yaml.safe_load(crd_path.read_text())
+    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")["schema"]["openAPIV3Schema"]
+    so = docs.snippets()["ScaledObject"]
+    jsonschema.validate(so, schema)
+    bad = {**so, "spec": {**so["spec"], "triggers": [{"metadata": {}}]}}   # a trigger without its type
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
