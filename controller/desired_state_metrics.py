@@ -7,7 +7,7 @@ each scrape, only the series of that plan:
 - `llmfleet_transition_replicas{...same}`: the replicas make-before-break wants running now;
 - `llmfleet_routing_weight{fleet,query_type,deployment}`: the plan's fraction (0..1);
 - `llmfleet_plan_epoch{fleet}`, `llmfleet_plan_cost_dollars_per_hour{fleet}`;
-- `llmfleet_transition_in_progress{fleet}`: 1 while surplus replicas are kept.
+- `llmfleet_transition_in_progress{fleet}`: 1 until the replicas the plan started are ready.
 
 Why a collector rather than labelled Gauges: a Gauge child lives until someone removes it, so
 a deployment a new plan drops would keep exporting its last value. Built from the current plan
@@ -104,11 +104,12 @@ class FleetState:
         return {d.id: d.replicas for d in self.event.plan.deployments}
 
     def in_transition(self, now: float) -> bool:
-        return not self.reported_complete and now < self.complete_at and self.wanted != self.desired()
+        """Replicas it started may not be ready yet (surplus, if any, is still kept)."""
+        return not self.reported_complete and now < self.complete_at
 
     def serving(self, now: float) -> dict[str, int]:
         """Replicas a next transition starts from (started-but-unready ones are not counted)."""
-        return self.desired() if not self.in_transition(now) else self.serving_before
+        return self.serving_before if self.in_transition(now) else self.desired()
 
 
 class DesiredStateCollector(Collector):
@@ -174,7 +175,8 @@ class DesiredStateCollector(Collector):
             "epoch": g("llmfleet_plan_epoch", "epoch of the plan in force", labels=("fleet",)),
             "cost": g("llmfleet_plan_cost_dollars_per_hour", "objective of the plan in force",
                       labels=("fleet",)),
-            "moving": g("llmfleet_transition_in_progress", "1 while make-before-break keeps surplus replicas",
+            "moving": g("llmfleet_transition_in_progress", "1 until the replicas the plan started are expected "
+                        "ready (surplus replicas are kept until then)",
                         labels=("fleet",)),
         }
 

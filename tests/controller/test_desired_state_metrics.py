@@ -211,3 +211,17 @@ def test_docs_scaled_object_validates_against_the_keda_crd() -> None:
     bad = {**so, "spec": {**so["spec"], "triggers": [{"metadata": {}}]}}   # a trigger without its type
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_a_deployment_still_starting_when_superseded_is_not_held() -> None:
+    c, clock = _collector(default_cold_start_s=100.0)
+    c.observe(_event(1, {"a": 1}))
+    clock.t += 1000
+    c.observe(_event(2, {"a": 1, "b": 2}))           # b starts; nothing to keep
+    assert _scrape(c)["llmfleet_transition_in_progress"] == {(("fleet", "default"),): 1.0}
+    clock.t += 10
+    c.observe(_event(3, {"a": 1, "c": 1}))           # b never became ready: cancelled, not held
+    assert _by_dep(_scrape(c)["llmfleet_transition_replicas"]) == {"a": 1.0, "c": 1.0}
+    clock.t += 1000
+    c.observe(_event(4, {"c": 2}))                    # c is ready now; a retires, held for c's scale-up
+    assert _by_dep(_scrape(c)["llmfleet_transition_replicas"]) == {"a": 1.0, "c": 2.0}
