@@ -142,8 +142,36 @@ async def test_keda_and_hpa_queries_follow_the_plan(broker: str, tmp_path: Path,
         c.close()
 
 
-def test_keda_query_distinguishes_no_plan_from_a_dropped_deployment(prometheus_server: Any) -> None:
-    """With nothing exporting a plan, the KEDA query is empty (KEDA keeps its replicas), not 0."""
-    prom = prometheus_server([f"127.0.0.1:{free_port()}"], scrape_interval_s=1.0)
-    assert prom.query(_keda("default", "anything")) == []
-    assert re.search(r'deployment="anything"', _keda("default", "anything"))
+def test_queries_follow_the_newest_epoch_across_workers_and_fleets(prometheus_server: Any) -> None:
+    """Two exporters (a leader and an ex-leader still serving its last plan) and two fleets, scraped
+    by a real Prometheus: the queries read each fleet's newest plan; with nothing exported they
+    are empty (KEDA keeps its replicas), not 0."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from controller.desired_state_metrics import DesiredStateCollector
+    from tests.controller.test_desired_state_metrics import _event
+
+    servers, targets = [], []
+    old, new = DesiredStateCollector(), DesiredStateCollector()
+    old.observe(_event(5, {"a": 2, "b": 1}))                    # the ex-leader's last plan
+    old.observe(_event(2, {"c": 4}, fleet="west"))              # the only plan of fleet west
+    new.observe(_event(6, {"a": 3}))                            # the leader's plan in force
+    try:
+        for collector in (old, new):
+            reg = CollectorRegistry()
+            reg.register(collector)
+            port = free_port()
+            servers.append(start_http_server(port, addr="127.0.0.1", registry=reg)[0])
+            targets.append(f"127.0.0.1:{port}")
+        prom = prometheus_server(targets, scrape_interval_s=1.0)
+        prom.wait_for("up", lambda r: len(r) == 2 and all(v == 1.0 for _, v in r), timeout_s=30)
+        prom.wait_for(_keda("default", "a"), lambda r: r == [({}, 3.0)], timeout_s=30)
+        assert _value(prom, _keda("default", "b")) == 0.0, "dropped by the newest plan, kept by the ex-leader"
+        assert _value(prom, _adapter("default", "b")) is None
+        assert _value(prom, _adapter("default", "a")) == 3.0
+        assert _value(prom, _keda("west", "c")) == 4.0 and _value(prom, _keda("west", "a")) == 0.0
+        assert prom.query(_keda("east", "a")) == [], "no plan for the fleet: empty, so KEDA keeps its replicas"
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
