@@ -175,3 +175,27 @@ def test_queries_follow_the_newest_epoch_across_workers_and_fleets(prometheus_se
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+async def test_a_new_leader_exports_the_plan_in_force_after_syncing(broker: str) -> None:
+    """Leadership moved: before its first plan, the new leader's /metrics already shows the plan
+    on the allocation topic (else KEDA would read nothing until the next window)."""
+    import uuid
+
+    from controller.app import Controller
+    from controller.planner import new_planner_state
+    from controller.settings import Settings
+    from controller.topic_admin import ensure_topics
+    from tests.controller.test_desired_state_metrics import _event
+
+    tag = uuid.uuid4().hex[:8]
+    s = Settings(bootstrap_servers=broker, web_port=0, topics={"allocations": f"sync-{tag}.allocations",
+                                                                "demand": f"sync-{tag}.demand"})
+    await ensure_topics(s, broker)
+    await produce(broker, s.topics.allocations, [_event(k, {"a": k}).model_dump_json().encode() for k in (1, 2)],
+                  partitions=1)
+    ctl = Controller(s)
+    assert "llmfleet_desired_replicas{" not in ctl.metrics.text().decode()
+    await ctl._sync_with_published(new_planner_state())
+    assert 'llmfleet_plan_epoch{fleet="default"} 2.0' in ctl.metrics.text().decode()
+    assert 'deployment="a",fleet="default",gpu="H100"' in ctl.metrics.text().decode()
