@@ -139,7 +139,8 @@ class DesiredStateCollector(Collector):
         keys.update({d.id: (d.model, d.gpu, d.precision, d.tp, d.pp) for d in ev.plan.deployments})
         wanted = {**{d.id: d.replicas for d in ev.plan.deployments}, **wanted_during(steps)}
         wanted = {k: v for k, v in wanted.items() if v > 0}
-        keys = {k: v for k, v in keys.items() if k in wanted}
+        planned = {d.id for d in ev.plan.deployments}
+        keys = {k: v for k, v in keys.items() if k in wanted or k in planned}
         waits = [self._cold_start_s(s, keys.get(s.deployment)) for s in steps if s.to_replicas > s.from_replicas]
         state = FleetState(event=ev, serving_before=serving, wanted=wanted, keys=keys,
                            complete_at=now + max(waits, default=0.0))
