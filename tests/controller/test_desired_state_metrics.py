@@ -225,3 +225,16 @@ def test_a_deployment_still_starting_when_superseded_is_not_held() -> None:
     clock.t += 1000
     c.observe(_event(4, {"c": 2}))                    # c is ready now; a retires, held for c's scale-up
     assert _by_dep(_scrape(c)["llmfleet_transition_replicas"]) == {"a": 1.0, "c": 2.0}
+
+
+def test_docs_hpa_validates_against_the_kubernetes_schema() -> None:
+    import kubernetes_validate
+
+    from tests.deploy import desired_state_docs as docs
+
+    hpa = docs.snippets()["HorizontalPodAutoscaler"]
+    kubernetes_validate.validate(hpa, "1.30", strict=True)
+    metric = hpa["spec"]["metrics"][0]
+    bad = {**hpa, "spec": {**hpa["spec"], "metrics": [{**metric, "external": {"metric": metric["external"]["metric"]}}]}}
+    with pytest.raises(kubernetes_validate.ValidationError):   # an external metric without its target
+        kubernetes_validate.validate(bad, "1.30", strict=True)
