@@ -40,9 +40,10 @@ from prometheus_client.registry import Collector
 
 from schemas import AllocationEvent, FleetStatus, Plan, TransitionStep
 
+from .cold_start import ConfigKey
+
 log = structlog.get_logger()
 
-ConfigKey = tuple[str, str, str, int, int]  # (model, gpu, precision, tp, pp), as controller/cold_start.py
 DEPLOYMENT_LABELS = ("fleet", "deployment", "model", "gpu", "precision", "tp", "pp")
 ROUTE_LABELS = ("fleet", "query_type", "deployment")
 
