@@ -169,6 +169,8 @@ class Settings(BaseSettings):
                                           "in force waits this long for the leader's republished plan")
     # web / metrics
     web_port: int = Field(default=6066, ge=0, le=65535)
+    web_bind: str = Field(default="127.0.0.1", min_length=1, description="address the /metrics server listens "
+                          "on; 0.0.0.0 so a Prometheus outside the pod or container can scrape it")
     log_level: str = "INFO"
 
     @model_validator(mode="after")

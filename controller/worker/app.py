@@ -86,7 +86,7 @@ class Controller:
             max_factor=s.self_calibration_max_factor, min_requests=s.self_calibration_min_requests) \
             if s.self_calibration else None
         self.planner.self_calibration = self.self_calibration  # type: ignore[attr-defined]
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.planner.cold_start.seconds)
         self.audits = AuditRunner(s.audit_time_limit_s)
         workarounds.install(no_auto_create=False, fetch_wait_ms=s.fetch_wait_ms)  # run_worker: all
         self.last_seen: dict[int, float] = {}
@@ -104,7 +104,7 @@ class Controller:
             topic_partitions=s.telemetry_partitions, topic_allow_declare=True,
             broker_rebalance_timeout=5.0, broker_session_timeout=8.0, broker_heartbeat_interval=1.0,
             consumer_auto_offset_reset="earliest", web_enabled=s.web_port > 0,
-            web_port=s.web_port or 6066, web_bind="127.0.0.1",
+            web_port=s.web_port or 6066, web_bind=s.web_bind,
             producer_max_request_size=s.max_message_bytes,
             processing_guarantee="exactly_once" if s.enable_idempotence else "at_least_once",
             table_cleanup_interval=3600.0,
@@ -430,6 +430,7 @@ class Controller:
                 log.warning("planner.sync_bad_event", fleet=fleet, epoch=last.get("epoch"), reason=describe(exc))
             else:
                 self._last_event[fleet] = event
+                self.metrics.desired.observe(event)  # a new leader exports the plan in force at once
         if Planner.restore(state, event, int(last["epoch"]) if last else 0) and event is not None:
             log.info("planner.plan_restored", fleet=fleet, epoch=event.epoch, trigger=event.trigger)
         if last_end > 0:

@@ -1,14 +1,19 @@
 """Prometheus metrics of one worker, served at /metrics on the faust web server."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from controller.worker.desired_state_metrics import ConfigKey, DesiredStateCollector
+
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, cold_start: Callable[[ConfigKey], float] | None = None) -> None:
         r = self.registry = CollectorRegistry()
+        self.desired = DesiredStateCollector(cold_start)  # per-fleet plan gauges (controller/worker/desired_state_metrics.py)
+        r.register(self.desired)
         self.records = Counter("llmfleet_records_ingested", "telemetry records counted", registry=r)
         self.late = Counter("llmfleet_records_late", "records arriving after their window closed", registry=r)
         self.dlq = Counter("llmfleet_dead_letters", "messages sent to the dead-letter topic", registry=r)
@@ -46,6 +51,7 @@ class Metrics:
 
     def observe_event(self, ev: Any, solve_seconds: dict[str, float]) -> None:
         self.events.labels(trigger=ev.trigger, method=ev.method).inc()
+        self.desired.observe(ev)
         for method, sec in solve_seconds.items():
             self.solve_seconds.labels(method=method).observe(sec)
         self.cost.set(ev.cost_per_hour)
