@@ -134,6 +134,7 @@ def query_types(as_json: bool) -> None:
 
 from .calibrate_command import calibrate  # noqa: E402
 from .perf_command import perf  # noqa: E402
+from .prom_ingest.command import ingest  # noqa: E402
 from .replay_command import replay  # noqa: E402
 from .router_command import router  # noqa: E402
 from .solve_commands import check, instance, solve  # noqa: E402
@@ -145,6 +146,7 @@ main.add_command(replay)
 main.add_command(router)
 main.add_command(perf)
 main.add_command(calibrate)
+main.add_command(ingest)
 
 
 if __name__ == "__main__":

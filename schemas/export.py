@@ -13,6 +13,7 @@ from .fleet_status import FleetStatus
 from .instance import Instance
 from .measurement import Measurement
 from .plan import Plan
+from .prom_ingest import PromIngestMapping
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, Tick
 
 MESSAGE_TYPES: dict[str, type[BaseModel]] = {
@@ -30,6 +31,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "fleet_status": FleetStatus,
     "measurement": Measurement,
     "tick": Tick,
+    "prom_ingest_mapping": PromIngestMapping,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 
