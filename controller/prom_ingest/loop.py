@@ -109,7 +109,7 @@ class Ingest:
                 self.counters.gap_s += d.gap_s
                 log.warning("prom_ingest.gap", series=dict(d.key), gap_s=round(d.gap_s, 3), requests=d.requests,
                             note="the interval spans the gap; its requests are spread over it")
-            rec = synthesise(d)
+            rec = synthesise(d, self.mapping.pairing)
             if rec is not None:
                 parts.append((rec, deployment, qt))
         batches = to_batches(parts, self.producer)

@@ -8,9 +8,11 @@ What is reconstructed, exactly or not (docs/deploy.md states the same):
   sum matches the exact `_sum` when the buckets allow it. Every value stays in its true bucket, so the
   per-bucket counts, and any length rule whose threshold is a bucket bound, are exact; the +Inf
   bucket is taken as (lower bound, 2 x lower bound];
-- which prompt length went with which generation length is lost (two separate histograms): they are
-  paired by a fixed pseudo-random permutation seeded from the series and interval (independence);
-  TTFT follows the prompt length's rank, end-to-end latency the generation length's rank.
+- which prompt length went with which generation length is lost (two separate histograms). They are
+  paired by rank, `antimonotone` (the longest prompt with the shortest answer; the default: the
+  bundled `code` rule is long prompt AND short answer, so a deployment serving both types keeps its
+  type mix) or `independent` (at random); then placed in time by a fixed pseudo-random permutation
+  seeded from the series and interval. TTFT follows the prompt's rank, end-to-end latency the answer's.
 """
 from __future__ import annotations
 
@@ -76,13 +78,14 @@ class Records:
     latency_s: np.ndarray | None
 
 
-def synthesise(d: SeriesDelta) -> Records | None:
+def synthesise(d: SeriesDelta, pairing: str = "antimonotone") -> Records | None:
     """The requests of one series' interval, or None when it saw none."""
     n = d.requests
     if n <= 0:
         return None
     rng = np.random.default_rng(_seed(d.key, d.t1))
-    p_in, p_out = rng.permutation(n), rng.permutation(n)
+    p_in = rng.permutation(n)
+    p_out = (n - 1 - p_in) if pairing == "antimonotone" else rng.permutation(n)
     span = max(d.t1 - d.t0, 0.0)
     ts = d.t0 + (np.arange(n) + 0.5) * (span / n)
     inp = np.clip(quantile_values(d.hists[PROMPT_TOKENS], n, 1.0, integer=True), 1, MAX_TOKENS).astype(np.int64)

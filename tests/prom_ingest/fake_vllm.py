@@ -12,7 +12,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from tests.prometheus_server import free_port
 
@@ -35,8 +38,14 @@ E2E_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 4
                480.0, 960.0, 1920.0, 7680.0]
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 class FakeVllm:
-    """One engine's /metrics on 127.0.0.1:<free port>; `restart()` zeroes every counter (a pod restart)."""
+    """One engine's /metrics on 127.0.0.1:<free port>; `restart()` zeroes every counter (a pod restart),
+    `down = True` answers 503 (a failed scrape)."""
 
     def __init__(self, model_name: str, extra_labels: dict[str, str] | None = None) -> None:
         self.model_name = model_name
@@ -44,8 +53,19 @@ class FakeVllm:
         self.registry = CollectorRegistry()
         self.port = free_port()
         self._lock = threading.Lock()
+        self.down = False
         self._make()
-        self._server, self._thread = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
+        metrics = make_wsgi_app(self.registry)
+
+        def app(environ, start_response):  # noqa: ANN001, ANN202
+            if self.down:
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+                return [b"engine restarting"]
+            return metrics(environ, start_response)
+
+        self._server = make_server("127.0.0.1", self.port, app, ThreadingWSGIServer, handler_class=_Quiet)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
 
     def _make(self) -> None:
         names = ["model_name", "engine", *self.extra]

@@ -72,3 +72,12 @@ def test_batches_keep_time_order_columns_and_the_producer() -> None:
     assert batch.deployment is not None and batch.deployment.count("dep-b") == 20
     assert batch.query_type is not None and batch.query_type.count("code") == 30 and batch.query_type.count(None) == 20
     assert batch.ttft_s is None and batch.latency_s is not None
+
+
+def test_antimonotone_pairing_gives_the_longest_prompts_the_shortest_answers() -> None:
+    r = synthesise(_delta(200), "antimonotone")
+    assert r is not None
+    order = np.argsort(r.input_tokens, kind="stable")
+    assert np.all(np.diff(r.output_tokens[order]) <= 0)
+    ind = synthesise(_delta(200), "independent")
+    assert ind is not None and not np.all(np.diff(ind.output_tokens[np.argsort(ind.input_tokens)]) <= 0)
