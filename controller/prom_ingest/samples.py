@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .vllm_metrics import HISTOGRAMS
+from .vllm_metrics import HISTOGRAMS, canonical
 
 SeriesKey = tuple[tuple[str, str], ...]
 
@@ -45,7 +45,7 @@ def from_exposition(text: str) -> list[Sample]:
     """Samples of the histograms the ingest reads, from Prometheus text exposition (an engine's /metrics)."""
     out = []
     for family in text_string_to_metric_families(text):
-        if family.name not in HISTOGRAMS:
+        if canonical(family.name) not in HISTOGRAMS:
             continue
         out += [Sample(s.name, dict(s.labels), float(s.value)) for s in family.samples]
     return out
@@ -90,6 +90,7 @@ def group(samples: Iterable[Sample]) -> dict[SeriesKey, dict[str, Hist]]:
 
 
 def _split(name: str) -> tuple[str | None, str]:
+    name = canonical(name)
     for suffix in ("_bucket", "_sum", "_count"):
         if name.endswith(suffix) and name[: -len(suffix)] in HISTOGRAMS:
             return name[: -len(suffix)], suffix

@@ -21,8 +21,15 @@ REQUIRED: tuple[str, ...] = (PROMPT_TOKENS, GENERATION_TOKENS)
 SUFFIXES: tuple[str, ...] = ("_bucket", "_sum", "_count")
 
 
+def canonical(name: str) -> str:
+    """`vllm:...` whichever spelling was stored. prometheus_client (0.26 measured here) serves OpenMetrics,
+    which Prometheus asks for first, with the colon escaped to `_`: Prometheus then stores `vllm_...`."""
+    return "vllm:" + name[5:] if name.startswith("vllm_") else name
+
+
 def promql_selector(extra_matchers: str = "") -> str:
-    """One instant-vector selector for every series the ingest reads (raw cumulative values)."""
-    names = "|".join(HISTOGRAMS)
+    """One instant-vector selector for every series the ingest reads (raw cumulative values), in
+    either spelling of the prefix."""
+    names = "|".join(h.removeprefix("vllm:") for h in HISTOGRAMS)
     extra = f",{extra_matchers}" if extra_matchers else ""
-    return f'{{__name__=~"({names})_(bucket|sum|count)"{extra}}}'
+    return f'{{__name__=~"vllm[:_]({names})_(bucket|sum|count)"{extra}}}'

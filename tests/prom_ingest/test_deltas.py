@@ -89,3 +89,10 @@ def test_api_answer_and_grouping() -> None:
     # without a +Inf bucket or a _count, a histogram is not usable
     assert group([Sample(f"{PROMPT_TOKENS}_bucket", {"le": "1"}, 1.0)]) == {}
     assert np.isfinite(hist.total)
+
+
+def test_the_underscore_spelling_prometheus_may_store_is_read_as_vllm() -> None:
+    # prometheus_client serves OpenMetrics with `vllm:` escaped to `vllm_`; Prometheus stores that
+    samples = [Sample("vllm_request_prompt_tokens_bucket", {"model_name": "m", "le": "+Inf"}, 3.0),
+               Sample("vllm_request_prompt_tokens_count", {"model_name": "m"}, 3.0)]
+    assert group(samples)[(("model_name", "m"),)][PROMPT_TOKENS].count == 3.0
