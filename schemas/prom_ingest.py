@@ -60,11 +60,11 @@ class PromIngestMapping(Frozen):
                                           "(when it is a valid id). A value missing from a non-empty map is "
                                           "an unexpected label: skipped and counted")
     query_type: QueryTypeRule = QueryTypeRule()
-    pairing: Literal["antimonotone", "independent"] = Field(
-        default="antimonotone", description="how synthesised prompt and generation lengths are paired (the "
-        "metrics keep them in separate histograms): antimonotone gives the longest prompts the shortest "
-        "answers, which recovers a long-prompt/short-answer type (the bundled `code` rule) exactly when the "
-        "types separate that way; independent pairs them at random")
+    pairing: Literal["independent", "antimonotone"] = Field(
+        default="independent", description="how synthesised prompt and generation lengths are paired (the "
+        "metrics keep them in separate histograms): independent pairs them at random (closest on the bundled "
+        "Azure traces, scripts/bench_prom_ingest.py); antimonotone gives the longest prompts the shortest "
+        "answers, which recovers a long-prompt/short-answer type exactly when the types separate that way")
     ignore_labels: list[LabelName] = Field(
         default_factory=lambda: ["instance", "job", "engine", "finished_reason", "pod", "namespace", "le"],
         description="labels that may vary within one deployment and are summed over; any other label not "

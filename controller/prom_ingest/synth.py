@@ -9,10 +9,12 @@ What is reconstructed, exactly or not (docs/deploy.md states the same):
   per-bucket counts, and any length rule whose threshold is a bucket bound, are exact; the +Inf
   bucket is taken as (lower bound, 2 x lower bound];
 - which prompt length went with which generation length is lost (two separate histograms). They are
-  paired by rank, `antimonotone` (the longest prompt with the shortest answer; the default: the
-  bundled `code` rule is long prompt AND short answer, so a deployment serving both types keeps its
-  type mix) or `independent` (at random); then placed in time by a fixed pseudo-random permutation
-  seeded from the series and interval. TTFT follows the prompt's rank, end-to-end latency the answer's.
+  paired `independent` (at random; the default, closest on the bundled Azure traces) or
+  `antimonotone` (the longest prompt with the shortest answer: exact for a deployment whose types
+  separate as the bundled `code` rule does, long prompt AND short answer, but it overcounts `code`
+  by a third to two thirds on the Azure traces; scripts/bench_prom_ingest.py); then placed in time by
+  a fixed pseudo-random permutation seeded from the series and interval. TTFT follows the prompt's
+  rank, end-to-end latency the answer's.
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ class Records:
     latency_s: np.ndarray | None
 
 
-def synthesise(d: SeriesDelta, pairing: str = "antimonotone") -> Records | None:
+def synthesise(d: SeriesDelta, pairing: str = "independent") -> Records | None:
     """The requests of one series' interval, or None when it saw none."""
     n = d.requests
     if n <= 0:

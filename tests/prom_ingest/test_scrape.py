@@ -56,8 +56,11 @@ def _bucket_counts(values: np.ndarray) -> list[int]:
 
 
 async def test_direct_scrape_keeps_counts_and_buckets_and_the_length_rules_recover_the_types(engines) -> None:
+    """Types that separate as the `code` rule does (long prompt and short answer) are recovered from a
+    deployment serving both with antimonotone pairing (independent pairing would mix them)."""
     clock, truth, rng = Clock(), Truth(), np.random.default_rng(7)
-    ing = Ingest(ScrapeSource([e.url for e in engines.values()]), PromIngestMapping(), KNOWN, poll_s=10, clock=clock)
+    ing = Ingest(ScrapeSource([e.url for e in engines.values()]), PromIngestMapping(pairing="antimonotone"), KNOWN,
+                 poll_s=10, clock=clock)
     async with aiohttp.ClientSession() as s:
         assert await ing.poll_once(s) == []  # baseline
         batches = []
@@ -91,7 +94,6 @@ async def test_direct_scrape_keeps_counts_and_buckets_and_the_length_rules_recov
     ambiguous = int(((tr_out > 20) & (tr_out <= 50)).sum())
     n_code = int((tr_qt == "code").sum())
     assert n_code - ambiguous <= int((qt == "code").sum()) <= n_code
-    print(f"code: truth {n_code}, classified {int((qt == 'code').sum())}, ambiguous {ambiguous}")
     assert int((qt == "code").sum()) >= 0.9 * n_code, (int((qt == "code").sum()), n_code, ambiguous)
 
 
