@@ -92,7 +92,8 @@ def run(trace: Chunk, engines_of: np.ndarray, poll_s: float, pairing: str, rules
     engines = {n: Engine(finish[engines_of == n], trace.input_tokens[engines_of == n].astype(float),
                          trace.output_tokens[engines_of == n].astype(float)) for n in names}
     tracker = Tracker(gap_after_s=1.5 * poll_s)
-    t, t_end = T0 - poll_s, float(finish.max()) + 2 * poll_s + S
+    # polls are not aligned with windows or scrapes (phase 0.37 P), as in a real deployment
+    t, t_end = T0 - 0.63 * poll_s, float(finish.max()) + 2 * poll_s + S
     cols: list[tuple[np.ndarray, ...]] = []
     while t <= t_end:
         scraped = np.floor(t / S) * S  # Prometheus answers with its last scrape
