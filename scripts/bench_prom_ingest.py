@@ -85,9 +85,9 @@ def windows(ts: np.ndarray, inp: np.ndarray, out: np.ndarray, qt: np.ndarray | N
     return res
 
 
-def run(trace: Chunk, engines_of: np.ndarray, poll_s: float, pairing: str, rules, default: str) -> tuple[np.ndarray, ...]:
+def run(trace: Chunk, engines_of: np.ndarray, poll_s: float, pairing: str, at_finish: bool = True) -> tuple[np.ndarray, ...]:
     """Synthesised (ts, input, output, engine) for the trace, seen through S-second scrapes and P-second polls."""
-    finish = trace.ts + 0.05 + trace.input_tokens / 20_000 + 0.02 * trace.output_tokens
+    finish = trace.ts + (0.05 + trace.input_tokens / 20_000 + 0.02 * trace.output_tokens if at_finish else 0.0)
     names = sorted(set(engines_of))
     engines = {n: Engine(finish[engines_of == n], trace.input_tokens[engines_of == n].astype(float),
                          trace.output_tokens[engines_of == n].astype(float)) for n in names}
@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=20.0)
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--at", choices=["finish", "arrival"], default="finish",
+                    help="engines record a request when it finishes (as vLLM does) or, to isolate that, at arrival")
     a = ap.parse_args()
     s = Settings()
     rules = [dw.LengthRule(**x) for x in s.classify_rules]  # type: ignore[arg-type]
@@ -156,7 +158,7 @@ def main() -> None:
                                      s.default_query_type, t_end)}
         for name, by, layout, poll, pairing in configs:
             eng = family if layout == "family" else np.full(len(trace), "mixed", dtype=object)
-            ts, inp, out, e = run(trace, eng, poll, pairing, rules, s.default_query_type)
+            ts, inp, out, e = run(trace, eng, poll, pairing, a.at == "finish")
             syn = windows(ts, inp, out, e if by == "model" else None, rules, s.default_query_type, t_end)
             true = true_by[by]
             per_type = {}
@@ -167,7 +169,7 @@ def main() -> None:
                 sq = sum(v.count for k, v in syn.items() if k[1] == q)
                 per_type[q]["total_ratio"] = round(sq / tq, 4) if tq else None
             results.setdefault(name, {})[seed] = {"records_true": len(trace), "records_synth": len(ts), **per_type}
-    print(f"bundled traces x{a.scale:g}, {a.minutes:g} min, seeds {a.seeds}; windows {W:g} s, bursts {BURST:g} s, "
+    print(f"bundled traces x{a.scale:g}, {a.minutes:g} min, seeds {a.seeds}, recorded at {a.at}; windows {W:g} s, bursts {BURST:g} s, "
           f"scrape {S:g} s; wall {time.perf_counter() - t_start:.1f} s (2-core machine, shared)")
     hdr = f"{'config':30s} {'type':13s} {'count err':>10s} {'peak err':>9s} {'in mean':>8s} {'out mean':>9s} {'in p95':>7s} {'total':>7s}"
     print(hdr)
@@ -188,7 +190,7 @@ def main() -> None:
         print(f"length rules, {layout} deployments: code requests found / true: independent pairing "
               f"{summary[f'by length, {layout}, indep.']['code']['total_ratio']:.3f}, antimonotone "
               f"{summary[f'by length, {layout}, anti.']['code']['total_ratio']:.3f}")
-    print(json.dumps({"bench": "prom_ingest", "scale": a.scale, "minutes": a.minutes, "seeds": a.seeds,
+    print(json.dumps({"bench": "prom_ingest", "scale": a.scale, "minutes": a.minutes, "seeds": a.seeds, "at": a.at,
                       "summary": summary}))
 
 
