@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
@@ -29,17 +30,21 @@ def ingest() -> None:
               help="Stop after this many successful polls (the first only records a baseline).")
 @click.option("--bootstrap-servers", default=None, help="Kafka to publish to [env LLMFLEET_BOOTSTRAP_SERVERS].")
 @click.option("--topic", default=None, help="Telemetry topic [default: settings topics.telemetry].")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the ingest's own counters (llmfleet_prom_ingest_*) on this port [default: off].")
 @click.option("--stdout", "to_stdout", is_flag=True,
               help="Print the telemetry batches as JSON lines instead of publishing them (no Kafka needed).")
 def prometheus(prometheus_url: str | None, scrape: tuple[str, ...], mapping_path: Path | None, matchers: str,
                poll_s: float | None, polls: int | None, bootstrap_servers: str | None, topic: str | None,
-               to_stdout: bool) -> None:
+               metrics_port: int | None, to_stdout: bool) -> None:
     """Turn vLLM's Prometheus metrics into llmfleet telemetry.
 
     Every poll takes, per series (deployment), the increase of vLLM's request histograms since the
     previous poll and publishes one synthesised request record per finished request, marked with
     producer "prometheus:URL" (or "scrape:URLS"). docs/deploy.md says what is exact and what is not.
     """
+    from aiokafka.errors import KafkaError
+
     from schemas import load_catalog
 
     from ..settings import Settings
@@ -66,11 +71,20 @@ def prometheus(prometheus_url: str | None, scrape: tuple[str, ...], mapping_path
         raise click.UsageError("ingest needs a running Kafka: pass --bootstrap-servers HOST:PORT or set "
                                "LLMFLEET_BOOTSTRAP_SERVERS (or --stdout to print the batches)")
     telemetry = topic or settings.topics.telemetry
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from .exporter import registry_for
+
+        start_http_server(metrics_port, registry=registry_for(ing.counters))
     try:
         counters = asyncio.run(_run(ing, settings, bootstrap, telemetry, to_stdout, polls))
     except KeyboardInterrupt:
         sys.exit(130)
-    click.echo(f"ingest stopped: {counters.as_dict()}", err=True)
+    except KafkaError as exc:
+        click.echo(f"ingest failed: Kafka at {bootstrap}: {exc!r}; counters: {ing.counters.as_dict()}", err=True)
+        sys.exit(1)
+    click.echo(f"ingest stopped: {json.dumps(counters.as_dict())}", err=True)
 
 
 async def _run(ing, settings, bootstrap: str | None, topic: str, to_stdout: bool, polls: int | None):  # noqa: ANN001, ANN202

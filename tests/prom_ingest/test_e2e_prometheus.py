@@ -3,7 +3,9 @@ telemetry topic -> a real controller worker -> demand windows that match the sim
 
 Traffic: Poisson arrivals at known rates per query type (code 12/s on `llama-code`, conversation
 20/s on `llama-chat`), each recorded by its engine's vLLM-named histograms at once. Prometheus
-scrapes every S = 1 s, the ingest polls every P = 1 s and maps query types by model name.
+scrapes every S = 1 s; the ingest (the `llmfleet ingest prometheus` command, in its own process)
+polls every P = 1 s, maps query types by model name, and serves its own counters, which Prometheus
+scrapes as well.
 The resolution the metrics allow, which the test asserts:
 - over the run, every request is counted once, in its query type (counters are exact);
 - a window's count is off at most by the requests that arrived within S + P (+0.5 s of query and
@@ -13,20 +15,18 @@ The resolution the metrics allow, which the test asserts:
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaProducer
-
-from controller.prom_ingest.loop import Ingest
-from controller.prom_ingest.source import PrometheusSource
-from controller.topic_admin import ensure_topics
-from schemas import TelemetryBatch, load_catalog
-from schemas.prom_ingest import PromIngestMapping
-from tests.e2e.harness import Cluster, collect, produce
+from tests.e2e.harness import REPO, Cluster, collect, produce
 from tests.prom_ingest.fake_vllm import FakeVllm, Traffic
+from tests.prometheus_server import free_port
 
 pytestmark = pytest.mark.broker
 S, P = 1.0, 1.0
@@ -38,47 +38,47 @@ async def test_prometheus_metrics_drive_the_controllers_demand_windows(
         broker: str, tmp_path: Path, prometheus_server) -> None:
     engines = {"code": FakeVllm("llama-code"), "conversation": FakeVllm("llama-chat")}
     cluster = Cluster(broker, tmp_path)
-    producer = AIOKafkaProducer(bootstrap_servers=broker)
+    ingest_port = free_port()  # Prometheus scrapes the ingest's own counters too
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("query_type:\n  by: model\n  values: {llama-code: code, llama-chat: conversation}\n")
+    ingest: subprocess.Popen[bytes] | None = None
     try:
-        prom = prometheus_server([e.target for e in engines.values()], scrape_interval_s=S)
-        await asyncio.to_thread(prom.wait_for, 'up{job="llmfleet"}',
-                                lambda r: len(r) == 2 and all(v == 1 for _, v in r))
-        await ensure_topics(cluster.settings, broker)
+        prom = prometheus_server([*(e.target for e in engines.values()), f"127.0.0.1:{ingest_port}"],
+                                 scrape_interval_s=S)
+        await asyncio.to_thread(prom.wait_for, 'up{job="llmfleet"}', lambda r: sum(v for _, v in r) >= 2)
         cluster.start_worker()
-        mapping = PromIngestMapping(query_type={"by": "model", "values": {"llama-code": "code",
-                                                                          "llama-chat": "conversation"}})
-        ing = Ingest(PrometheusSource(prom.url), mapping, {q.id for q in load_catalog().query_types}, poll_s=P)
-        topic = cluster.topics.telemetry
-        await producer.start()
-
-        async def send(b: TelemetryBatch) -> None:
-            await producer.send_and_wait(topic, b.model_dump_json(exclude_none=True).encode(),
-                                         key=ing.producer.encode())
-
-        stop = asyncio.Event()
-        task = asyncio.create_task(ing.run(send, stop))
-        await asyncio.sleep(1.5)  # the baseline poll is done
+        # the real command, publishing into the cluster's telemetry topic
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "ingest", "prometheus", "--prometheus-url", prom.url,
+             "--match", 'job="llmfleet"', "--mapping", str(mapping), "--poll-s", str(P),
+             "--metrics-port", str(ingest_port)],
+            env=cluster.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await asyncio.to_thread(prom.wait_for, "llmfleet_prom_ingest_polls_total", lambda r: bool(r) and r[0][1] >= 1)
         traffic = Traffic(engines, RATES, seed=4)
         traffic.start()
         await asyncio.sleep(35)
         traffic.stop()
         truth = traffic.truth
         total = len(truth.ts)
-        await asyncio.to_thread(prom.wait_for, 'sum({__name__=~"vllm[:_]request_prompt_tokens_count"})',
-                                lambda r: bool(r) and r[0][1] == total)
-        await asyncio.sleep(2 * P + 0.5)  # a poll after the last scrape
-        stop.set()
-        counters = await task
-        assert counters.records == total and counters.source_errors == 0, counters.as_dict()
+        # the ingest's own counters, through Prometheus: every simulated request became a record
+        await asyncio.to_thread(prom.wait_for, "llmfleet_prom_ingest_records_total",
+                                lambda r: bool(r) and r[0][1] == total, timeout_s=30)
+        ingest.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(ingest.communicate, timeout=30)
+        counters = json.loads(err.decode().split("ingest stopped: ", 1)[1].splitlines()[0])
+        assert ingest.returncode == 0 and counters["records"] == total and counters["source_errors"] == 0, counters
         # close every window: signed ticks past the last record on every telemetry partition
         wm = time.time() + 30
         n_part = cluster.settings.telemetry_partitions
-        await produce(broker, topic, [cluster.tick(p, wm) for p in range(n_part)], partitions=n_part)
+        await produce(broker, cluster.topics.telemetry, [cluster.tick(p, wm) for p in range(n_part)],
+                      partitions=n_part)
         t = cluster.topics
         got = await collect(broker, [t.demand], lambda g: sum(w["records"] for w in g[t.demand]) >= total,
                             timeout=120)
     finally:
-        await producer.stop()
+        if ingest is not None and ingest.poll() is None:
+            ingest.kill()
+            ingest.wait()
         cluster.close()
         for e in engines.values():
             e.stop()

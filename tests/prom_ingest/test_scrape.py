@@ -216,3 +216,21 @@ async def test_the_loop_backs_off_while_the_source_fails_and_produces_nothing(fa
     fake_prometheus.update(status=200, body='{"status":"success","data":{"resultType":"vector","result":[]}}')
     counters = await ing.run(send, asyncio.Event(), max_polls=2)
     assert counters.polls == 2 and sent == []
+
+
+async def test_the_ingest_counters_are_exported(engines) -> None:
+    from prometheus_client import generate_latest
+
+    from controller.prom_ingest.exporter import registry_for
+
+    mapping = PromIngestMapping(deployments={"llama-chat": "chat-a100"})
+    ing = Ingest(ScrapeSource([e.url for e in engines.values()]), mapping, KNOWN, poll_s=10, clock=Clock())
+    registry = registry_for(ing.counters)
+    async with aiohttp.ClientSession() as s:
+        await ing.poll_once(s)
+        feed(engines["chat"], Truth(), np.random.default_rng(0), "conversation", 9, T0)
+        await ing.poll_once(s)
+    text = generate_latest(registry).decode()
+    assert "llmfleet_prom_ingest_polls_total 2.0" in text
+    assert "llmfleet_prom_ingest_records_total 9.0" in text
+    assert 'llmfleet_prom_ingest_skipped_series_total{reason="unmapped_deployment"} 2.0' in text
