@@ -6,8 +6,15 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from schemas import TelemetryBatch
+
+    from ..settings import Settings
+    from .loop import Counters, Ingest
 
 
 @click.group("ingest")
@@ -87,17 +94,14 @@ def prometheus(prometheus_url: str | None, scrape: tuple[str, ...], mapping_path
     click.echo(f"ingest stopped: {json.dumps(counters.as_dict())}", err=True)
 
 
-async def _run(ing, settings, bootstrap: str | None, topic: str, to_stdout: bool, polls: int | None):  # noqa: ANN001, ANN202
+async def _run(ing: Ingest, settings: Settings, bootstrap: str | None, topic: str, to_stdout: bool,
+               polls: int | None) -> Counters:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if to_stdout:
-        async def send(batch) -> None:  # noqa: ANN001
-            sys.stdout.write(batch.model_dump_json(exclude_none=True) + "\n")
-            sys.stdout.flush()
-
-        return await ing.run(send, stop, max_polls=polls)
+        return await ing.run(_print, stop, max_polls=polls)
     from aiokafka import AIOKafkaProducer
 
     from ..topic_admin import ensure_topics
@@ -108,7 +112,7 @@ async def _run(ing, settings, bootstrap: str | None, topic: str, to_stdout: bool
     await producer.start()
     key = ing.producer.encode()
 
-    async def send(batch) -> None:  # noqa: ANN001, F811
+    async def send(batch: TelemetryBatch) -> None:
         # one key: the producer's records stay in event-time order on one partition (docs/producer.md)
         await producer.send_and_wait(topic, batch.model_dump_json(exclude_none=True).encode(), key=key)
 
@@ -116,3 +120,8 @@ async def _run(ing, settings, bootstrap: str | None, topic: str, to_stdout: bool
         return await ing.run(send, stop, max_polls=polls)
     finally:
         await producer.stop()
+
+
+async def _print(batch: TelemetryBatch) -> None:
+    sys.stdout.write(batch.model_dump_json(exclude_none=True) + "\n")
+    sys.stdout.flush()
