@@ -66,7 +66,7 @@ class PromIngestMapping(Frozen):
         "Azure traces, scripts/bench_prom_ingest.py); antimonotone gives the longest prompts the shortest "
         "answers, which recovers a long-prompt/short-answer type exactly when the types separate that way")
     ignore_labels: list[LabelName] = Field(
-        default_factory=lambda: ["instance", "job", "engine", "finished_reason", "pod", "namespace", "le"],
+        default_factory=lambda: ["model_name", "instance", "job", "engine", "finished_reason", "pod", "namespace"],
         description="labels that may vary within one deployment and are summed over; any other label not "
                     "named above makes a series unexpected (skipped and counted)")
 

@@ -234,3 +234,26 @@ async def test_the_ingest_counters_are_exported(engines) -> None:
     assert "llmfleet_prom_ingest_polls_total 2.0" in text
     assert "llmfleet_prom_ingest_records_total 9.0" in text
     assert 'llmfleet_prom_ingest_skipped_series_total{reason="unmapped_deployment"} 2.0' in text
+
+
+async def test_query_types_by_a_label() -> None:
+    chat, code = FakeVllm("llama", {"route": "chat"}), FakeVllm("llama", {"route": "code"})
+    try:
+        mapping = PromIngestMapping(deployment_label="instance",
+                                    query_type={"by": "label", "label": "route",
+                                                "values": {"chat": "conversation", "code": "code"}})
+        ing = Ingest(ScrapeSource([chat.url, code.url]), mapping, KNOWN, poll_s=10, clock=Clock())
+        rng, truth = np.random.default_rng(3), Truth()
+        async with aiohttp.ClientSession() as s:
+            await ing.poll_once(s)
+            feed(chat, truth, rng, "conversation", 11, T0)
+            feed(code, truth, rng, "code", 4, T0)
+            ing.clock.t += 10  # type: ignore[attr-defined]
+            got = await ing.poll_once(s)
+        r = _records(got)
+        assert sorted(r["query_type"].tolist()) == ["code"] * 4 + ["conversation"] * 11
+        assert set(r["deployment"]) == {chat.target, code.target}  # deployment by the instance label
+        assert ing.counters.skipped == {}
+    finally:
+        chat.stop()
+        code.stop()
