@@ -61,6 +61,10 @@ def prometheus(prometheus_url: str | None, scrape: tuple[str, ...], mapping_path
 
     if bool(prometheus_url) == bool(scrape):
         raise click.UsageError("give either --prometheus-url URL or one or more --scrape URL")
+    for url in (prometheus_url, *scrape):
+        if url and not url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{url!r} is not an http(s):// URL",
+                                     param_hint="--prometheus-url" if url == prometheus_url else "--scrape")
     settings = Settings()
     known = {q.id for q in load_catalog(settings.catalog_path).query_types}
     try:

@@ -73,7 +73,7 @@ class Ingest:
 
     @property
     def producer(self) -> str:
-        return self.source.name
+        return self.source.name[:200]  # TelemetryBatch.producer's limit
 
     async def poll_once(self, session: aiohttp.ClientSession) -> list[TelemetryBatch]:
         """One poll: the batches of the requests finished since the previous one ([] on the first).

@@ -75,3 +75,17 @@ def test_the_documented_scrape_command_line_runs(tmp_path: Path) -> None:
     # --polls 3: a baseline and two 1 s intervals of 40 requests/s
     assert 20 <= n <= 40 * (elapsed + 1), (n, elapsed)
     assert "ingest stopped" in out.stderr
+
+
+def test_bad_command_lines_are_clear_errors() -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import main
+
+    r = CliRunner().invoke(main, ["ingest", "prometheus"])
+    assert r.exit_code == 2 and "either --prometheus-url URL or one or more --scrape URL" in r.output
+    r = CliRunner().invoke(main, ["ingest", "prometheus", "--scrape", "vllm-0:8000/metrics", "--stdout"])
+    assert r.exit_code == 2 and "is not an http(s):// URL" in r.output
+    r = CliRunner().invoke(main, ["ingest", "prometheus", "--prometheus-url", "http://p:9090"],
+                           env={"LLMFLEET_BOOTSTRAP_SERVERS": ""})
+    assert r.exit_code == 2 and "ingest needs a running Kafka" in r.output
