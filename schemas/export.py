@@ -13,6 +13,7 @@ from .fleet_status import FleetStatus
 from .instance import Instance
 from .measurement import Measurement
 from .plan import Plan
+from .prom_ingest import PromIngestMapping
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, Tick
 from .windows import PartitionWatermark, WindowPartial, WindowProgress
 
@@ -34,6 +35,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "window_partial": WindowPartial,
     "window_progress": WindowProgress,
     "partition_watermark": PartitionWatermark,
+    "prom_ingest_mapping": PromIngestMapping,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 

@@ -167,6 +167,12 @@ class Settings(BaseSettings):
                                        "topics, republish the plan in force at the next epoch, restart the worker")
     broker_recovery_wait_s: float = Field(default=15.0, ge=0, description="a worker that does not hold the plan "
                                           "in force waits this long for the leader's republished plan")
+    # `llmfleet ingest prometheus` (controller/prom_ingest, docs/deploy.md)
+    prom_ingest_poll_s: float = Field(default=5.0, gt=0, description="seconds between polls of Prometheus or "
+                                      "the engines' /metrics; each poll's finished requests become one interval")
+    prom_ingest_backoff_max_s: float = Field(default=60.0, gt=0, description="longest wait between retries "
+                                             "while the source fails (doubling from the poll interval)")
+    prom_ingest_timeout_s: float = Field(default=5.0, gt=0, description="HTTP timeout of one query or scrape")
     # web / metrics
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_bind: str = Field(default="127.0.0.1", min_length=1, description="address the /metrics server listens "
