@@ -126,6 +126,7 @@ ROOMS = {  # process -> the controller subpackages it may import (besides solver
     "controller.router.command": ("controller.router", "controller.common", "controller.sim"),
     "controller.replay.command": ("controller.replay", "controller.common", "controller.worker.windows",
                                   "controller.worker.ingest"),
+    "controller.prom_ingest.command": ("controller.prom_ingest", "controller.common"),
 }
 
 
@@ -133,7 +134,8 @@ ROOMS = {  # process -> the controller subpackages it may import (besides solver
 def test_a_process_imports_only_its_rooms(entry: str) -> None:
     """`llmfleet worker` loads the worker's subpackage, common/, solvers/ and schemas/ only
     (checked in a fresh interpreter, so what another test imported does not count)."""
-    code = (f"import json, sys, importlib; importlib.import_module({entry!r}); "
+    modules = [entry, "controller.worker.app"] if entry == "controller.worker.run" else [entry]
+    code = (f"import json, sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'controller')))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
                                        capture_output=True, text=True).stdout)
