@@ -15,12 +15,8 @@ demand_window.py (ingest), planner.py (decisions) and audit.py (exact audits).
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import hashlib
-import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +26,7 @@ import structlog
 from pydantic import ValidationError
 
 from schemas import (
-    WINDOWS_MESSAGE, AllocationEvent, AuditReport, AuditRequest, Catalog, DeadLetter, PartitionWatermark,
+    WINDOWS_MESSAGE, AllocationEvent, AuditReport, AuditRequest, Catalog, PartitionWatermark,
     WindowPartial, WindowProgress, describe, load_catalog,
 )
 
@@ -38,7 +34,7 @@ from controller.worker.windows import demand_window as dw
 from controller.worker.ingest import event_time
 from controller.common import workarounds
 from controller.worker import fleet_state, recovery
-from controller.worker.ingest import telemetry_decode
+from controller.worker.ingest import screening, telemetry_decode
 from controller.worker.ingest import ticks
 from controller.worker.windows import window_assembly
 from controller.worker.audit import AuditRunner
@@ -71,8 +67,10 @@ class Controller:
         s = self.s = settings
         self.catalog = catalog or load_catalog(s.catalog_path)
         self.qt_ids = {q.id for q in self.catalog.query_types}
-        self.rules = [dw.LengthRule(**r) for r in s.classify_rules]  # type: ignore[arg-type]
-        for name in [r.query_type for r in self.rules] + [s.default_query_type]:
+        rules = tuple(dw.LengthRule(**r) for r in s.classify_rules)  # type: ignore[arg-type]
+        self.rules = screening.Rules(frozenset(self.qt_ids), rules, s.default_query_type, s.window_s,
+                                     s.event_time_bound_s, s.min_event_ts, s.max_open_windows)
+        for name in [r.query_type for r in rules] + [s.default_query_type]:
             if name not in self.qt_ids:
                 raise ValueError(f"classification names query type {name!r} missing from the catalog")
         self.planner = Planner(self.catalog, s)
@@ -228,58 +226,26 @@ class Controller:
         fleet = batch.fleet or s.fleet_id
         if self.self_calibration is not None:
             self.self_calibration.add_batch(batch)
-        n = len(batch)
-        inp = np.asarray(batch.input_tokens, dtype=np.float64)
-        out = np.asarray(batch.output_tokens, dtype=np.float64)
-        qt = np.array(batch.query_type if batch.query_type is not None else [None] * n, dtype=object)
-        missing = np.array([q is None for q in qt], dtype=bool)
-        if missing.any():
-            qt[missing], used = dw.classify_with_rule(inp[missing], out[missing], self.rules,
-                                                      s.default_query_type)
-            for (q, k), c in Counter(zip(qt[missing].tolist(), used.tolist())).items():
-                self.metrics.classified.labels(query_type=q, rule=str(k)).inc(c)
-        ts = np.asarray(batch.ts, dtype=np.float64)
-        why = event_time.screen(ts, state.wm, time.time(), bound_s=s.event_time_bound_s,
-                                min_ts=s.min_event_ts, window_s=s.window_s,
-                                open_windows=state.windows.get(fleet, {}),
-                                max_open_windows=s.max_open_windows)
-        unknown = np.array([q not in self.qt_ids for q in qt], dtype=bool)
-        why[(why == "") & unknown] = "unknown query type"
-        bad = np.nonzero(why != "")[0]
-        if len(bad):
-            cols = {c: getattr(batch, c) for c in ("ts", "query_type", "input_tokens", "output_tokens", "request_id")}
-            for i in bad.tolist():
-                reason = str(why[i]) + (f" {str(qt[i])!r} (valid: {sorted(self.qt_ids)})"
-                                        if why[i] == "unknown query type" else f" (ts {ts[i]!r})")
-                row = {c: v[i] for c, v in cols.items() if v is not None}
-                await self._dead(raw or b"", msg, reason, d.original_index(i) if d.n_in > 1 else None,
-                                 row if d.n_in > 1 else None)
-        keep = why == ""
+        sc = screening.screen_batch(batch, state.wm, state.windows.get(fleet, {}), self.rules,
+                                    d.original_index if d.n_in > 1 else None)
+        for (q, k), c in sc.classified.items():
+            self.metrics.classified.labels(query_type=q, rule=str(k)).inc(c)
+        for r in sc.rejected:
+            await self._dead(raw or b"", msg, r.reason, r.index, r.record)
+        keep = sc.keep.copy()
         if batch.request_id is not None and keep.any():  # a producer's retry is not counted twice
             pos = np.nonzero(keep)[0]
             fresh = self.dedup.fresh(msg.partition, [batch.request_id[i] for i in pos.tolist()])
             keep[pos[~fresh]] = False
             self.metrics.duplicates.inc(int((~fresh).sum()))
-        fl = lambda col: np.array([np.nan if v is None else v for v in col], dtype=np.float64)[keep] \
-            if col is not None else None  # noqa: E731
-        oc = np.array(batch.outcome, dtype=object)[keep] if batch.outcome is not None else None
-        return (ts[keep], qt[keep].astype(str), inp[keep], out[keep], fl(batch.latency_s),
-                fl(batch.ttft_s), oc), None, fleet
+        return screening.kept_columns(batch, sc, keep), None, fleet
 
     async def _dead(self, raw: bytes, msg: Any, reason: str, index: int | None = None,
                     record: dict[str, Any] | None = None) -> None:
-        """Publish a dead letter; an original too large for the DLQ keeps a prefix, size and digest.
-
-        A refused record of a batch carries its index and the record itself, not the batch.
-        """
+        """Publish a dead letter (controller/worker/ingest/screening.py builds it)."""
         self.metrics.dlq.inc()
-        body = json.dumps(record).encode() if record is not None else raw
-        keep = max(1024, (self.s.max_message_bytes - 16_384) * 3 // 4)  # base64 grows by 4/3
-        letter = DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                            reason=reason[:2000], record_index=index,
-                            original_b64=base64.b64encode(body[:keep]).decode(),
-                            original_size=len(raw), original_sha256=hashlib.sha256(raw).hexdigest(),
-                            truncated=len(body) > keep, received_at=time.time())
+        letter = screening.dead_letter(raw, msg.topic, msg.partition, msg.offset, reason, self.s.max_message_bytes,
+                                       index, record)
         await self.t_dlq.send(value=letter.model_dump_json().encode())
         log.warning("telemetry.dead_letter", partition=msg.partition, offset=msg.offset, index=index,
                     reason=reason[:200])

@@ -4,7 +4,6 @@ Skips, with the reason, when no `prometheus` binary is on PATH (the `prometheus_
 """
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
