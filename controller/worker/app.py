@@ -300,10 +300,11 @@ class Controller:
                 self._save(fs)
 
     def _fleets_on(self, partition: int) -> list[str]:
-        """The fleets whose state lives on this windows partition (and the configured fleet when
-        its key hashes here, so a single-fleet worker behaves as before any fleet is seen)."""
+        """The fleets whose state lives on this windows partition (and, on a single windows
+        partition, the configured fleet, so a single-fleet worker behaves as before any of its
+        telemetry arrived; with more partitions a fleet is known from its first partial)."""
         fleets = {k for k, v in self.planner_table.items() if v and int(v.get("partition", 0)) == partition}
-        if fleet_state.fleet_partition(self.s.fleet_id, self.s.windows_partitions) == partition:
+        if self.s.windows_partitions == 1:
             fleets.add(self.s.fleet_id)
         return sorted(fleets)
 
