@@ -54,7 +54,8 @@ def test_commands_exist_in_cli() -> None:
 def test_topic_initialiser_matches_topic_plan() -> None:
     script = _compose()["services"]["topics"]["command"][0]
     env = _compose()["services"]["controller"]["environment"]
-    s = Settings(telemetry_partitions=int(env["LLMFLEET_TELEMETRY_PARTITIONS"]))
+    s = Settings(telemetry_partitions=int(env["LLMFLEET_TELEMETRY_PARTITIONS"]),
+                 windows_partitions=int(env["LLMFLEET_WINDOWS_PARTITIONS"]))
     for topic, (parts, cfg) in topic_plan(s).items():
         line = next((ln for ln in script.splitlines() if f"--topic {topic} " in ln), None)
         assert line is not None, f"the initialiser does not create {topic}"
