@@ -278,57 +278,16 @@ class FleetSimulator:
         started = stopped = 0
         self._targets = {d.id: d.replicas for d in p.deployments}
         for d in p.deployments:
-            key: ConfigKey = (d.model, d.gpu, d.precision, d.tp, d.pp)
-            gr = params.get(d.id)
-            pool = self._pools.get(d.id)
-            before = pool.size if pool is not None else 0
-            warm_at: list[float] = []
-            if pool is not None and (pool.key != key or isinstance(pool, GateRoutePool) != (gr is not None)):
-                if pool.key == key:               # same machines, other service model: stay warm
-                    warm_at = pool.ready_times()
-                else:
-                    stopped += before * pool.key[3] * pool.key[4]
-                self._retire(pool)
-                pool = None
-            if pool is None:
-                pool = self._pools[d.id] = (
-                    self._new_gate_route_pool(d.id, key, gr) if gr is not None else _Pool(key))
-            if isinstance(pool, GateRoutePool):
-                assert gr is not None
-                pool.configure(gr, at=at)
-            if warm_at:
-                pool.adopt(warm_at[:d.replicas], at)
-            n, ngpu = pool.size, d.tp * d.pp
-            cold = 0.0 if warm else self.cold_start.seconds(key)
-            if d.replicas > n:
-                pool.resize(d.replicas, at, cold)
-                started += 0 if warm else (d.replicas - n) * ngpu
-            elif d.replicas < n:
-                cut = min(n - d.replicas, n - pool.capacity(at))   # still starting: cancel now
-                if cut:
-                    pool.resize(n - cut, at, 0.0)
-                    stopped += cut * ngpu
-                if pool.size > d.replicas:
-                    pending[d.id] = d.replicas
-            starting += [t for t in pool.ready_times() if t > at]
-            action = "start" if before == 0 else "keep" if d.replicas == before else \
-                "scale_up" if d.replicas > before else "scale_down"
-            steps.append(TransitionStep(deployment=d.id, action=action, from_replicas=before,
-                                        to_replicas=d.replicas, wait_for_ready=action == "scale_down",
-                                        cold_start_s=cold if d.replicas > before else None))
-        for dep in sorted(k for k in self._pools if k not in self._targets):
-            pool = self._pools[dep]
-            before, ngpu = pool.size, pool.key[3] * pool.key[4]
-            cut = before - pool.capacity(at)
-            if cut:
-                pool.resize(before - cut, at, 0.0)
-                stopped += cut * ngpu
-            if pool.size:
-                pending[dep] = 0
-            else:
-                self._retire(self._pools.pop(dep))
-            steps.append(TransitionStep(deployment=dep, action="retire", from_replicas=before,
-                                        to_replicas=0, wait_for_ready=True))
+            step, up, down, keep_until_ready = self._move_deployment(d, params.get(d.id), at, warm)
+            steps.append(step)
+            started, stopped = started + up, stopped + down
+            if keep_until_ready:
+                pending[d.id] = d.replicas
+            starting += [t for t in self._pools[d.id].ready_times() if t > at]
+        retired, down, draining = self._retire_dropped(at)
+        steps += retired
+        stopped += down
+        pending.update(draining)
         self._gpus_started += started
         self._gpus_stopped += stopped
         self._pending, self._complete_at = pending, max(starting, default=at)
@@ -341,6 +300,68 @@ class FleetSimulator:
                  draining=dict(sorted(self._pending.items())),
                  gate_route=sorted(k for k, v in self._pools.items() if isinstance(v, GateRoutePool)))
         return Transition(from_epoch=0, steps=steps, gpus_started=started, gpus_stopped=stopped + stopping)
+
+    def _move_deployment(self, d: Any, gr: Mapping[str, Any] | None, at: float,
+                         warm: bool) -> tuple[TransitionStep, int, int, bool]:
+        """One deployment of a new plan: (its step, GPUs started, GPUs stopped, whether surplus
+        replicas keep serving until the transition's new replicas are ready)."""
+        key: ConfigKey = (d.model, d.gpu, d.precision, d.tp, d.pp)
+        pool = self._pools.get(d.id)
+        before = pool.size if pool is not None else 0
+        warm_at: list[float] = []
+        started = stopped = 0
+        if pool is not None and (pool.key != key or isinstance(pool, GateRoutePool) != (gr is not None)):
+            if pool.key == key:               # same machines, other service model: stay warm
+                warm_at = pool.ready_times()
+            else:
+                stopped += before * pool.key[3] * pool.key[4]
+            self._retire(pool)
+            pool = None
+        if pool is None:
+            pool = self._pools[d.id] = (
+                self._new_gate_route_pool(d.id, key, gr) if gr is not None else _Pool(key))
+        if isinstance(pool, GateRoutePool):
+            assert gr is not None
+            pool.configure(gr, at=at)
+        if warm_at:
+            pool.adopt(warm_at[:d.replicas], at)
+        n, ngpu = pool.size, d.tp * d.pp
+        cold = 0.0 if warm else self.cold_start.seconds(key)
+        keep_until_ready = False
+        if d.replicas > n:
+            pool.resize(d.replicas, at, cold)
+            started += 0 if warm else (d.replicas - n) * ngpu
+        elif d.replicas < n:
+            cut = min(n - d.replicas, n - pool.capacity(at))   # still starting: cancel now
+            if cut:
+                pool.resize(n - cut, at, 0.0)
+                stopped += cut * ngpu
+            keep_until_ready = pool.size > d.replicas
+        action = "start" if before == 0 else "keep" if d.replicas == before else \
+            "scale_up" if d.replicas > before else "scale_down"
+        step = TransitionStep(deployment=d.id, action=action, from_replicas=before, to_replicas=d.replicas,
+                              wait_for_ready=action == "scale_down",
+                              cold_start_s=cold if d.replicas > before else None)
+        return step, started, stopped, keep_until_ready
+
+    def _retire_dropped(self, at: float) -> tuple[list[TransitionStep], int, dict[str, int]]:
+        """Deployments the new plan drops: replicas still starting stop now, the rest drain once
+        the transition is complete. Returns (steps, GPUs stopped now, deployments draining)."""
+        steps, stopped, draining = [], 0, {}
+        for dep in sorted(k for k in self._pools if k not in self._targets):
+            pool = self._pools[dep]
+            before, ngpu = pool.size, pool.key[3] * pool.key[4]
+            cut = before - pool.capacity(at)
+            if cut:
+                pool.resize(before - cut, at, 0.0)
+                stopped += cut * ngpu
+            if pool.size:
+                draining[dep] = 0
+            else:
+                self._retire(self._pools.pop(dep))
+            steps.append(TransitionStep(deployment=dep, action="retire", from_replicas=before,
+                                        to_replicas=0, wait_for_ready=True))
+        return steps, stopped, draining
 
     def _complete(self, t: float) -> None:
         """The transition's new replicas are ready: stop the surplus (it drains its work)."""
