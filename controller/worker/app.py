@@ -1,16 +1,20 @@
-"""The faust application: topics, tables, agents and timers declared here; logic lives in
-demand_window.py (ingest), planner.py (decisions) and audit.py (exact audits).
+"""The faust application: topics, tables, agents and timers are declared here; the work is
+done by plain functions elsewhere in controller/worker/ (ingest/, windows/, planning/,
+recovery.py, fleet_state.py, audit.py), each tested without Kafka.
 
-    telemetry (N partitions) --ingest--> windows (1 partition) --planner--> allocations
-                                 |                                |  \\--> demand
-                                 +--> dlq                         +--> audit-requests --audit--> audits --planner
+    telemetry (N partitions) --ingest--> windows (keyed by fleet) --planner--> allocations
+                                 |                                   |  \--> demand
+                                 +--> dlq                            +--> audit-requests --audit--> audits --planner
 
 * ingest: one changelog-backed table entry per telemetry partition holds its open windows
-  and the last offset applied (each record is counted once per offset, also after a crash).
-* planner: the windows topic has one partition, so exactly one worker of the group plans;
-  its state (epoch, plan in force, pending partials) is a table co-partitioned with it, so a
-  new leader recovers the epoch sequence. Planning runs in a thread so ingest keeps flowing.
+  per fleet and the last offset applied (each record is counted once per offset, also after
+  a crash).
+* planner: a fleet's windows-topic messages share its key, so exactly one worker of the group
+  plans each fleet; its state (epoch, plan in force, pending partials) is a table entry
+  co-partitioned with the fleet's windows partition, so a worker that takes the partition over
+  recovers the fleet's epoch sequence. Planning runs in a thread so ingest keeps flowing.
 * audit: exact solves in a separate OS process, scaled out over audit-request partitions.
+* workarounds for faust, aiokafka and the embedded broker: controller/common/workarounds.py.
 """
 from __future__ import annotations
 
@@ -30,26 +34,22 @@ from schemas import (
     WindowPartial, WindowProgress, describe, load_catalog,
 )
 
-from controller.worker.windows import demand_window as dw
-from controller.worker.ingest import event_time
 from controller.common import workarounds
-from controller.worker import fleet_state, recovery
-from controller.worker.ingest import screening, telemetry_decode
-from controller.worker.ingest import ticks
-from controller.worker.windows import window_assembly
-from controller.worker.audit import AuditRunner
 from controller.common.broker_watch import BrokerHealth, BrokerWatch
+from controller.common.settings import Settings
+from controller.worker import fleet_state, recovery
+from controller.worker.audit import AuditRunner
+from controller.worker.ingest import event_time, screening, telemetry_decode, ticks
 from controller.worker.ingest.dedup import RequestDedup
-from controller.worker.planning.iteration_telemetry import IterationTelemetry
 from controller.worker.metrics import Metrics
+from controller.worker.planning.iteration_telemetry import IterationTelemetry
 from controller.worker.planning.planner import Planner
 from controller.worker.planning.self_calibration import SelfCalibration
-from controller.common.settings import Settings
+from controller.worker.windows import demand_window as dw
+from controller.worker.windows import window_assembly
 from controller.worker.windows.window_assembly import fast_path_step
 
 log = structlog.get_logger()
-
-
 
 
 def _bootstrap(s: Settings) -> list[str]:
