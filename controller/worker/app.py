@@ -296,6 +296,8 @@ class Controller:
                 fleets = [msg.fleet or self.s.fleet_id]
             for fleet in fleets:
                 fs = await self._fleet(fleet, part)
+                if isinstance(msg, PartitionWatermark) and fs.assembly.wm.get(str(msg.partition), -1.0) >= msg.wm:
+                    continue  # nothing new for this fleet (idle ticks repeat watermarks): no work, no write
                 await self._step(fs, msg)
                 self._save(fs)
 
