@@ -5,13 +5,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from solvers.methods import METHODS
+
 from ._base import SCHEMA_VERSION, Frozen, Id, NonNegFloat
 from .fleet_status import Transition
 from .instance import Instance
 from .plan import Plan
 
 Trigger = Literal["startup", "window", "drift", "audit", "degraded", "manual", "recovered", "burst"]
-Method = Literal["gh", "agh", "milp", "cpsat", "lpr", "dvr", "hf"]
+Method = Literal[METHODS]  # type: ignore[valid-type]  # the solver registry's names (solvers/methods.py)
 SolveStatus = Literal["optimal", "feasible", "infeasible", "no_solution", "error"]
 
 

@@ -17,6 +17,7 @@ import statistics
 import _studies as st
 from schemas import load_catalog
 from solvers.adaptive import solve_agh
+from solvers.options import AghOptions
 from solvers.compile import compile_instance
 from solvers.generator import generate_instance
 from solvers.greedy import solve_gh
@@ -82,7 +83,7 @@ def main() -> None:
         for name, kw in VARIANTS.items():
             kw = dict(kw)
             r = solve_gh(ci, **{k: v for k, v in kw.items() if k != "gh"}) if kw.pop("gh", False) \
-                else solve_agh(ci, deadline_s=deadline, seed=0, **kw)
+                else solve_agh(ci, deadline_s=deadline, seed=0, options=AghOptions(**kw))
             ok = check_result(ci, r).feasible
             full = r.objective if name == "full" else full
             group = "large" if deadline == args.large_deadline and ci.n_qt >= 30 else \

@@ -72,9 +72,9 @@ from .compile import CompiledInstance
 from .greedy import (Prep, State, construct, construct_required_first, default_order, finish,
                      prepare)
 from .pool_milp import expected_overrun_s, pool_duals, pool_support, solve_pool
+from .options import DEFAULT_STARTS, DEFAULT_WORK, AghOptions, SolveOptions
 from .result import SolveResult, Status
 
-DEFAULT_STARTS = 12
 START_SHARE = 0.1     # greedy starts stop once this share of the work budget is spent, or
 #                       (the deadline cutting the search short) this share of the deadline
 POOL_PLANS = 2        # best distinct starts whose deployments seed add-drop's list
@@ -102,7 +102,6 @@ VALID_EPS = 1e-9      # a plan whose excess is at most this is valid
 # work budget (deterministic anytime search): one unit per plan evaluation and per routing
 # LP, MILP_UNITS per MILP move, whose branch and bound is capped at a node count; the
 # deadline only cuts the search short (stats["ended_by"])
-DEFAULT_WORK = 3000   # units; see docs/benchmarks.md (solver families) for what it buys
 MILP_UNITS = 40       # work units charged per MILP move (its LP + node search)
 START_UNITS_PER_ROUTE = 1e-3  # a full greedy start is charged this per route (at least 1
 #                       unit): ~78 units at (20,20,20), so starts stop at START_SHARE of
@@ -585,13 +584,10 @@ def _warm(ctx: _Ctx, warm: tuple[IntArray, FloatArray]) -> list[_Plan]:
 def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
               warm_start: tuple[IntArray, FloatArray] | None = None,
               prev_replicas: IntArray | None = None, switch_cost_per_gpu: float = 0.0,
-              starts: int = DEFAULT_STARTS, local_search: bool = True, consolidate: bool = True,
-              m1: bool = True, m2: bool = True, m3: bool = True,
-              polish: bool = True, lns: bool = True, fillers: bool = True,
-              warm_milp: bool = True, hubs: bool = True, lp_pool: bool = True,
-              explain_s: float = 0.0, work: float | None = DEFAULT_WORK) -> SolveResult:
+              options: AghOptions = AghOptions(), work: float | None = DEFAULT_WORK) -> SolveResult:
     """Best valid plan found with `work` units of search (see DEFAULT_WORK; None: no work
-    limit) from `seed`, cut short by `deadline_s` (wall clock, checked inside every loop).
+    limit) from `seed`, cut short by `deadline_s` (wall clock, checked inside every loop);
+    `options` switches its mechanisms (solvers/options.py AghOptions).
     Every choice the search makes depends on the work done, never on the clock, so the
     same instance, seed and options give the same plan on an idle or a loaded machine
     unless the deadline hits (stats["ended_by"] says "deadline" then; "budget" when the
@@ -601,7 +597,10 @@ def solve_agh(ci: CompiledInstance, *, deadline_s: float = 0.5, seed: int = 0,
     (20,20,20) and so run past the deadline: off by default)."""
     if work is not None and not work > 0:
         raise ValueError(f"work must be a positive number of units or None, got {work!r}")
-    explain_s = float(explain_s)
+    o = options
+    starts, local_search, consolidate, m1, m2, m3 = o.starts, o.local_search, o.consolidate, o.m1, o.m2, o.m3
+    polish, lns, fillers, warm_milp, hubs, lp_pool = o.polish, o.lns, o.fillers, o.warm_milp, o.hubs, o.lp_pool
+    explain_s = float(o.explain_s)
     t0 = time.perf_counter()
     if ci.n_routes == 0:
         return finish(ci, "agh", np.zeros(ci.n_cand, dtype=np.int64), np.zeros(0), t0)
@@ -696,3 +695,10 @@ def _gated(ci: CompiledInstance, ctx: _Ctx, best: _Plan, t0: float, stats: dict,
             "did not reach (more work or time, or explain_s > 0 for fleet-level reasons)")
     return replace(res, status=Status.INFEASIBLE, seconds=time.perf_counter() - t0,
                    explanation=(head,) + (reasons or (none,)) + res.explanation)
+
+
+def backend(ci: CompiledInstance, options: SolveOptions) -> SolveResult:
+    """The registry's entry (solvers/__init__.py): AGH from one options object."""
+    return solve_agh(ci, deadline_s=options.limit(0.5), seed=options.seed, warm_start=options.warm_start,
+                     prev_replicas=options.prev_replicas, switch_cost_per_gpu=options.switch_cost_per_gpu,
+                     options=options.agh, work=options.work)

@@ -20,6 +20,7 @@ from .formulation import build
 from .greedy import (EPS, construct, default_order, finish, prepare, solve_gh,
                      trim_replicas)
 from .milp import solve_formulation
+from .options import SolveOptions
 from .result import SolveResult
 from .route_lp import clean, route_lp
 from .subproblem import lift, restrict
@@ -98,3 +99,15 @@ def solve_hf(ci: CompiledInstance) -> SolveResult:
     gpu = next((g for t, g in enumerate(ci.gpu_ids) if np.any(best.replicas[ci.cand_gpu == t])), None)
     return finish(ci, "hf", best.replicas, best.x, t0, {"gpu": gpu, "per_gpu_cost": tried})
 
+
+
+def backend_lpr(ci: CompiledInstance, options: SolveOptions) -> SolveResult:
+    return solve_lpr(ci, time_limit_s=options.limit(30.0))
+
+
+def backend_dvr(ci: CompiledInstance, options: SolveOptions) -> SolveResult:
+    return solve_dvr(ci)
+
+
+def backend_hf(ci: CompiledInstance, options: SolveOptions) -> SolveResult:
+    return solve_hf(ci)

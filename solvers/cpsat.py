@@ -32,6 +32,7 @@ from ._typing import FloatArray, IntArray
 from .compile import CompiledInstance
 from .formulation import build, replica_upper_bounds
 from .milp import _trim_to_capacity, quiet_native_stdout, solve_formulation
+from .options import SolveOptions
 from .result import SolveResult, Status, failure, objective
 
 _STATUS = {"OPTIMAL": Status.OPTIMAL, "FEASIBLE": Status.FEASIBLE, "INFEASIBLE": Status.INFEASIBLE,
@@ -139,3 +140,11 @@ def solve_cpsat(ci: CompiledInstance, *, time_limit_s: float = 60.0, grid: int =
     return SolveResult(status=status, method="cpsat", replicas=replicas, x=x,
                        objective=objective(ci, replicas, x), bound=bound, seconds=secs,
                        stats=stats)
+
+
+def backend(ci: CompiledInstance, options: SolveOptions) -> SolveResult:
+    """The registry's entry: CP-SAT on a fraction grid, 60 s unless `options.deadline_s` says otherwise."""
+    c = options.cpsat
+    return solve_cpsat(ci, time_limit_s=options.limit(60.0), grid=c.grid, workers=c.workers,
+                       warm_start=options.warm_start, prev_replicas=options.prev_replicas,
+                       switch_cost_per_gpu=options.switch_cost_per_gpu, with_lp_bound=c.with_lp_bound)

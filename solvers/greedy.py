@@ -29,6 +29,7 @@ import numpy as np
 
 from ._typing import BoolArray, FloatArray, IntArray
 from .compile import CompiledInstance
+from .options import SolveOptions
 from .result import SolveResult, Status, objective
 from .validate import check_result
 
@@ -415,3 +416,9 @@ def trim_replicas(ci: CompiledInstance, rep: IntArray, x: FloatArray) -> IntArra
     need = np.ceil(load / ci.max_utilization - 1e-9).astype(np.int64)
     need[(load > 0) & (need < 1)] = 1
     return np.minimum(rep, need)
+
+
+def backend(ci: CompiledInstance, options: SolveOptions) -> SolveResult:
+    """The registry's entry: GH keeps `options.warm_start`'s replicas (the plan in force)."""
+    a = options.agh
+    return solve_gh(ci, m1=a.m1, m2=a.m2, m3=a.m3, prev=options.warm_start)

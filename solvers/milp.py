@@ -21,6 +21,7 @@ from ._typing import FloatArray, IntArray
 from .compile import CompiledInstance
 from .formulation import Formulation, build
 from .highs import parse_params, quiet_native_stdout, solve_milp_arrays
+from .options import SolveOptions
 from .result import SolveResult, Status, failure, objective
 
 BACKENDS = ("highs", "scip")
@@ -148,3 +149,11 @@ def _trim_to_capacity(ci: CompiledInstance, replicas: IntArray, x: FloatArray) -
     over = np.divide(1.0, served, out=np.ones_like(served), where=served > 1.0)
     x = x * over[ci.route_qt]
     return np.where(replicas[ci.route_cand] > 0, x, 0.0)
+
+
+def backend(ci: CompiledInstance, options: SolveOptions) -> SolveResult:
+    """The registry's entry: the exact MILP, 60 s unless `options.deadline_s` says otherwise."""
+    m = options.milp
+    return solve_milp(ci, time_limit_s=options.limit(60.0), backend=m.backend, warm_start=options.warm_start,
+                      prev_replicas=options.prev_replicas, switch_cost_per_gpu=options.switch_cost_per_gpu,
+                      prev_orphan_gpus=m.prev_orphan_gpus, params=m.params)

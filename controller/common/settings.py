@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from solvers.methods import EXACT
+
 
 class Topics(BaseSettings):
     """Kafka topic names (env: LLMFLEET_TOPICS__TELEMETRY, ...)."""
@@ -148,7 +150,7 @@ class Settings(BaseSettings):
                                                "in a window to count")
     # audit
     audit_enabled: bool = True
-    audit_method: Literal["milp", "cpsat"] = "milp"
+    audit_method: Literal[EXACT] = "milp"  # type: ignore[valid-type]  # the registry's exact backends
     audit_time_limit_s: float = Field(default=20.0, gt=0)
     audit_adopt_threshold: float = Field(default=0.02, ge=0, description="adopt when cheaper by this")
     audit_adopt: bool = True

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from solvers.methods import METHODS
+from solvers.options import SolveOptions
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -26,22 +29,15 @@ def _load(path: Path, cls: type[Instance] | type[Plan]) -> Any:
         raise click.ClickException(f"{path}: {exc.strerror}") from exc
 
 
-def _options(method: str, time_limit: float | None, seed: int,
-             work: float | None = None) -> dict[str, Any]:
-    if method in ("milp", "cpsat"):
-        return {"time_limit_s": time_limit if time_limit is not None else 60.0}
-    if method == "agh":
-        out: dict[str, Any] = {"deadline_s": time_limit if time_limit is not None else 0.5,
-                               "seed": seed}
-        if work is not None:
-            out["work"] = work
-        return out
-    return {}
+def _options(method: str, time_limit: float | None, seed: int, work: float | None = None) -> SolveOptions:
+    """The command line's options as the registry's one options object (backends' own defaults
+    for a limit left unset: AGH 0.5 s, exact 60 s)."""
+    return SolveOptions(deadline_s=time_limit, seed=seed, **({} if work is None else {"work": work}))
 
 
 @click.command()
 @click.argument("instance_path", metavar="INSTANCE.json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--method", type=click.Choice(["gh", "agh", "milp", "cpsat", "lpr", "dvr", "hf"]),
+@click.option("--method", type=click.Choice(METHODS),
               default="agh", show_default=True)
 @click.option("--time-limit", type=float, default=None,
               help="seconds: exact solvers' limit (default 60) or AGH's deadline (default 0.5)")
@@ -49,7 +45,7 @@ def _options(method: str, time_limit: float | None, seed: int,
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write the plan JSON here (default: stdout)")
 @click.option("--work", type=float, default=None,
-              help="AGH's work budget (units; default solvers.adaptive.DEFAULT_WORK): with the "
+              help="AGH's work budget (units; default solvers.options.DEFAULT_WORK): with the "
               "seed it fixes the plan unless the deadline cuts the search short")
 @click.option("--latency-headroom", type=float, default=1.0, show_default=True,
               help="plan as if every latency were this factor higher (solvers.robust)")
@@ -73,7 +69,7 @@ def solve(instance_path: Path, method: str, time_limit: float | None, seed: int,
     ci = compile_instance(inst)
     compile_s = time.perf_counter() - t0
     try:
-        res = run(ci, method, **_options(method, time_limit, seed, work))
+        res = run(ci, method, _options(method, time_limit, seed, work))
     except BackendUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     report = check_result(ci, res) if res.has_solution else None

@@ -36,7 +36,7 @@ def test_milp_optimal_on_small_instances(catalog: dict, scenario: str, backend: 
 
 def test_milp_matches_spec_example(spec_instance: dict) -> None:
     ci = compile_instance(spec_instance)
-    res = solve(ci, "milp", time_limit_s=30)
+    res = solve(ci, "milp", deadline_s=30)
     _assert_valid(spec_instance, ci, res)
     assert res.objective == pytest.approx(2.99)  # one H100 at fp8 serves both query types
 
@@ -70,7 +70,7 @@ def test_cpsat_plans_are_valid_and_bounded(catalog: dict) -> None:
     ci = compile_instance(inst)
     opt = solve_milp(ci, time_limit_s=30)
     w = witness(ci)
-    res = solve(ci, "cpsat", time_limit_s=10, warm_start=(w.replicas, w.x))
+    res = solve(ci, "cpsat", deadline_s=10, warm_start=(w.replicas, w.x))
     assert res.has_solution
     _assert_valid(inst, ci, res)
     assert res.objective >= opt.objective - 1e-6, "grid plans cannot beat the continuous optimum"

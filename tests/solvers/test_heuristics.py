@@ -11,6 +11,7 @@ import pytest
 
 from schemas import load_catalog
 from solvers.adaptive import solve_agh
+from solvers.options import AghOptions
 from solvers.baselines import solve_dvr, solve_hf, solve_lpr
 from solvers.compile import compile_instance
 from solvers.generator import SCENARIOS, generate_instance
@@ -87,7 +88,7 @@ def test_agh_reaches_the_proven_optimum_where_it_used_to_stall(catalog, seed) ->
     agh = solve_agh(ci, deadline_s=2.0)
     assert agh.objective <= exact.objective * 1.01 + 1e-9
     assert agh.stats["polish_wins"] + agh.stats["lns_wins"] >= 1
-    local = solve_agh(ci, deadline_s=2.0, polish=False, lns=False, fillers=False)
+    local = solve_agh(ci, deadline_s=2.0, options=AghOptions(polish=False, lns=False, fillers=False))
     assert local.objective > exact.objective * 1.05
 
 
@@ -98,7 +99,7 @@ def test_agh_reaches_the_proven_optimum_where_it_used_to_stall(catalog, seed) ->
 def test_every_component_can_be_switched_off(catalog, checker, flags) -> None:
     inst = _inst(catalog, (10, 10, 10), 1)
     ci = compile_instance(inst)
-    res = solve_agh(ci, deadline_s=0.3, **flags)
+    res = solve_agh(ci, deadline_s=0.3, options=AghOptions(**flags))
     _assert_valid(ci, inst, res, checker)
     assert res.objective <= solve_gh(ci).objective + 1e-9
     if flags.get("polish") is False:
@@ -209,7 +210,7 @@ def test_without_m1_sharded_models_are_missed(catalog, checker) -> None:
     _assert_valid(ci, inst, solve_gh(ci), checker)
     blind = solve_gh(ci, m1=False)
     assert blind.status == Status.INFEASIBLE and blind.explanation
-    assert solve_agh(ci, deadline_s=0.2, m1=False).status == Status.INFEASIBLE
+    assert solve_agh(ci, deadline_s=0.2, options=AghOptions(m1=False)).status == Status.INFEASIBLE
 
 
 def test_without_m2_plans_cost_more(catalog) -> None:

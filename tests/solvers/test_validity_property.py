@@ -16,16 +16,17 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from solvers import SOLUTION_PRESENT, Status, check_result, compile_instance, solve, to_plan
+from solvers import (SOLUTION_PRESENT, AghOptions, CpsatOptions, Status, check_result, compile_instance, solve,
+                     to_plan)
 from solvers import adaptive as agh
 from solvers.active_routes import ActiveRoutes
 from solvers.generator import FAMILIES, generate_family, gpu_use, witness
 from solvers.greedy import prepare
 from tests.conftest import load_checker
 
-OPTIONS = {"gh": {}, "agh": {"deadline_s": 0.3, "seed": 1, "explain_s": 0.5},
-           "milp": {"time_limit_s": 2.0}, "cpsat": {"time_limit_s": 2.0, "workers": 1},
-           "lpr": {"time_limit_s": 2.0}, "dvr": {}, "hf": {}}
+OPTIONS = {"gh": {}, "agh": {"deadline_s": 0.3, "seed": 1, "agh": AghOptions(explain_s=0.5)},
+           "milp": {"deadline_s": 2.0}, "cpsat": {"deadline_s": 2.0, "cpsat": CpsatOptions(workers=1)},
+           "lpr": {"deadline_s": 2.0}, "dvr": {}, "hf": {}}
 
 
 @pytest.fixture(scope="module")

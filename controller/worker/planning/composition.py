@@ -68,7 +68,7 @@ def within_composition(ci: CompiledInstance, replicas: np.ndarray, *, time_limit
     if len(cands) == 0:
         return None
     sub, cmap, rmap = restrict(ci, cands)
-    res = solve(sub, "milp", time_limit_s=time_limit_s)
+    res = solve(sub, "milp", deadline_s=time_limit_s)
     if not res.has_solution or res.status == Status.INFEASIBLE:
         res = solve(sub, "gh")
     if not res.has_solution:

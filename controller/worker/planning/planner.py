@@ -40,6 +40,7 @@ import structlog
 
 from schemas import AllocationEvent, AuditReport, AuditRequest, Catalog, DemandWindow, Instance, Plan
 from solvers import check_plan, check_result, compile_instance, from_plan, solve, to_plan
+from solvers.methods import METHODS
 from solvers.compile import CompileCache, CompiledInstance
 from solvers.explain import route_reasons
 from solvers.result import SolveResult, objective
@@ -247,7 +248,7 @@ class Planner:
         # a cold plan could replace whole deployments, and new replicas start cold
         with out.stage("gh"):
             warm = from_plan(ci, in_force) if in_force is not None else None
-            gh = solve(ci, "gh", prev=warm) if warm is not None else solve(ci, "gh")
+            gh = solve(ci, "gh", warm_start=warm) if warm is not None else solve(ci, "gh")
         with out.stage("check"):
             gh_report = check_result(ci, gh)
         gh_ok = gh.has_solution and gh_report.feasible
@@ -443,7 +444,7 @@ class Planner:
         with out.stage("event"):
             event = AllocationEvent(
                 fleet_id=window.fleet_id, epoch=state.epoch + 1, trigger=trigger,
-                method=result.method if result.method in ("gh", "agh", "milp", "cpsat") else "gh",
+                method=result.method if result.method in METHODS else "gh",
                 status=result.status.value, plan=Plan.model_validate(to_plan(ci, result)),
                 cost_per_hour=report.cost_per_hour, gpu_cost_per_hour=report.gpu_cost_per_hour,
                 switch_cost=float(result.stats.get("switch_cost", 0.0)), degraded=degraded,
@@ -533,7 +534,7 @@ class Planner:
         if within is not None:  # grow only: replicas never fall below the plan in force
             within = self._grown(ci, within, prev[0])
         with out.stage("gh"):  # GH's repair keeps every replica in force and adds where cheapest
-            result = solve(ci, "gh", prev=prev)
+            result = solve(ci, "gh", warm_start=prev)
         with out.stage("check"):
             report = check_result(ci, result)
         if within is not None and (not (result.has_solution and report.feasible)
@@ -650,7 +651,7 @@ def audit_plan(request: AuditRequest, deadline_at: float | None = None,
     warm = from_plan(ci, plan)
     # leave a twentieth of the limit for reading the solution back and reporting it
     limit = max(0.05, deadline_at - time.time() - 0.05 * request.time_limit_s)
-    res = solve(ci, request.method, time_limit_s=limit, warm_start=warm)
+    res = solve(ci, request.method, deadline_s=limit, warm_start=warm)
     better = None
     if res.has_solution and check_result(ci, res).feasible and res.objective < plan_cost - 1e-9:
         better = Plan.model_validate(to_plan(ci, res))
