@@ -156,6 +156,7 @@ from controller.replay.command import replay  # noqa: E402
 from controller.router.command import router  # noqa: E402
 from controller.offline.solve_commands import check, instance, solve  # noqa: E402
 from controller.prom_ingest.command import ingest  # noqa: E402
+from controller.render.command import render  # noqa: E402
 
 main.add_command(solve)
 main.add_command(check)
@@ -165,6 +166,7 @@ main.add_command(router)
 main.add_command(perf)
 main.add_command(calibrate)
 main.add_command(ingest)
+main.add_command(render)
 
 
 if __name__ == "__main__":

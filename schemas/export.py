@@ -15,6 +15,7 @@ from .measurement import Measurement
 from .plan import Plan
 from .prom_ingest import PromIngestMapping
 from .telemetry import IterationBatch, RequestRecord, TelemetryBatch, Tick
+from .render import RenderConfig
 from .windows import PartitionWatermark, WindowPartial, WindowProgress
 
 MESSAGE_TYPES: dict[str, type[BaseModel]] = {
@@ -36,6 +37,7 @@ MESSAGE_TYPES: dict[str, type[BaseModel]] = {
     "window_progress": WindowProgress,
     "partition_watermark": PartitionWatermark,
     "prom_ingest_mapping": PromIngestMapping,
+    "render_config": RenderConfig,
 }
 EXPORTED_DIR = Path(__file__).resolve().parent / "json"
 

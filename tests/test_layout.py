@@ -127,19 +127,23 @@ ROOMS = {  # process -> the controller subpackages it may import (besides solver
     "controller.replay.command": ("controller.replay", "controller.common", "controller.worker.windows",
                                   "controller.worker.ingest"),
     "controller.prom_ingest.command": ("controller.prom_ingest", "controller.common"),
+    # the render shares the worker's PromQL for KEDA (one definition of the gauge's query)
+    "controller.render.command": ("controller.render", "controller.common", "controller.worker.desired_state_metrics"),
 }
+ALSO = {"controller.worker.run": ["controller.worker.app"],
+        "controller.render.command": ["controller.render.k8s", "controller.render.gateway"]}
 
 
 @pytest.mark.parametrize("entry", sorted(ROOMS))
 def test_a_process_imports_only_its_rooms(entry: str) -> None:
     """`llmfleet worker` loads the worker's subpackage, common/, solvers/ and schemas/ only
     (checked in a fresh interpreter, so what another test imported does not count)."""
-    modules = [entry, "controller.worker.app"] if entry == "controller.worker.run" else [entry]
+    modules = [entry, *ALSO.get(entry, [])]
     code = (f"import json, sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'controller')))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
                                        capture_output=True, text=True).stdout)
     allowed = ("controller",) + ROOMS[entry]
-    strays = [m for m in loaded if m != "controller" and not any(
+    strays = [m for m in loaded if m not in ("controller", "controller.worker") and not any(
         m == room or m.startswith(room + ".") for room in allowed[1:])]
     assert strays == [], f"{entry} imports modules of other processes: {strays}"

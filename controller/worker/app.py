@@ -3,7 +3,7 @@ done by plain functions elsewhere in controller/worker/ (ingest/, windows/, plan
 recovery.py, fleet_state.py, audit.py), each tested without Kafka.
 
     telemetry (N partitions) --ingest--> windows (keyed by fleet) --planner--> allocations
-                                 |                                   |  \--> demand
+                                 |                                   |  \\--> demand
                                  +--> dlq                            +--> audit-requests --audit--> audits --planner
 
 * ingest: one changelog-backed table entry per telemetry partition holds its open windows

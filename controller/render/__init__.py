@@ -1,0 +1,1 @@
+"""`llmfleet render k8s | gateway`: a plan as Kubernetes manifests and Gateway API routes."""
