@@ -12,7 +12,7 @@ from .fleet_status import Transition
 from .instance import Instance
 from .plan import Plan
 
-Trigger = Literal["startup", "window", "drift", "audit", "degraded", "manual", "recovered", "burst"]
+Trigger = Literal["startup", "window", "drift", "audit", "degraded", "recovered", "burst"]
 Method = Literal[METHODS]  # type: ignore[valid-type]  # the solver registry's names (solvers/methods.py)
 SolveStatus = Literal["optimal", "feasible", "infeasible", "no_solution", "error"]
 
@@ -25,7 +25,7 @@ class AllocationEvent(Frozen):
     epoch: int = Field(ge=1, description="strictly increasing per fleet")
     trigger: Trigger = Field(description="why this epoch: startup (first plan), window (a window's re-plan), "
                                          "drift (AGH after drift), audit (the exact audit's cheaper plan), "
-                                         "degraded (demand cannot be fully served), manual, recovered (the "
+                                         "degraded (demand cannot be fully served), recovered (the "
                                          "plan in force republished after the broker came back empty), "
                                          "burst (a query type's rate inside an open window outran the plan)")
     method: Method

@@ -79,7 +79,6 @@ class Settings(BaseSettings):
                                  "a group needs the same one (unset: a key derived from a random per-process "
                                  "secret, so only this worker's own ticks count)")
     # planning
-    gh_on_every_window: bool = True
     agh_deadline_s: float = Field(default=0.5, gt=0)
     agh_work: float | None = Field(
         default=None, gt=0, description="AGH's work budget (solvers/adaptive.py units): the same plan whatever the "

@@ -14,10 +14,9 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import numpy as np
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -26,7 +25,6 @@ from pydantic import ValidationError
 from schemas import FleetStatus, RequestRecord, TelemetryBatch
 
 from controller.common.async_tasks import cancel_and_wait
-from controller.worker.windows.demand_window import LengthRule, classify
 from controller.sim.fleet_sim import FleetSimulator
 from controller.router.core import Router
 from controller.router.service import RouterService
@@ -34,14 +32,6 @@ from controller.router.service import RouterService
 log = structlog.get_logger()
 
 Classifier = Callable[[RequestRecord], str | None]
-
-
-def length_classifier(rules: Sequence[LengthRule], default: str) -> Classifier:
-    """The controller's token-length rules (controller.worker.windows.demand_window) for one record."""
-    def run(rec: RequestRecord) -> str:
-        return str(classify(np.array([rec.input_tokens]), np.array([rec.output_tokens]),
-                            rules, default)[0])
-    return run
 
 
 class ClosedLoop:

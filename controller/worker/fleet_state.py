@@ -25,15 +25,6 @@ from controller.worker.windows.window_assembly import AssemblyState
 STATE_VERSION = 2
 
 
-def fleet_partition(fleet: str, partitions: int) -> int:
-    """The windows (and audits) partition a fleet's messages go to: Kafka's default partitioner
-    (murmur2 of the key, as faust's and aiokafka's producers pick it), so the leader knows where a
-    fleet lives before any of its messages arrived."""
-    from aiokafka.partitioner import murmur2
-
-    return (murmur2(fleet.encode()) & 0x7FFFFFFF) % partitions
-
-
 class ChangelogVersionError(RuntimeError):
     """A table entry written by a newer worker than this one."""
 

@@ -66,14 +66,6 @@ def test_a_newer_format_is_refused_with_the_fix(entry: dict) -> None:
             fleet_state.ingest_from_changelog(entry, "x")
 
 
-def test_fleets_land_on_their_kafka_partition() -> None:
-    from aiokafka.partitioner import DefaultPartitioner
-
-    for fleet in ("default", "eu-west", "fleet07", "a"):
-        assert fleet_state.fleet_partition(fleet, 8) == DefaultPartitioner()(fleet.encode(), list(range(8)), [])
-    assert {fleet_state.fleet_partition(f"fleet{k:02d}", 8) for k in range(32)} == set(range(8))
-
-
 def test_ingest_keeps_fleets_apart() -> None:
     st = dw.new_state()
     for off, (fleet, n) in enumerate((("a", 3), ("b", 5), ("a", 2)), start=1):

@@ -2,8 +2,6 @@
 all or nothing on bad input, and the docs' examples are what the render writes."""
 from __future__ import annotations
 
-import json
-import shutil
 import uuid
 from pathlib import Path
 

@@ -210,7 +210,3 @@ class SelfCalibration:
         spec = inst.to_spec()
         return Instance.model_validate(corrected_spec(spec, with_gpu_fallback(spec, factors)))
 
-    def snapshot(self) -> dict[str, dict[str, float]]:
-        with self._lock:
-            return {f"{g}/{q}": {"factor": f.factor, "windows": f.windows, "requests": f.requests}
-                    for (g, q), f in sorted(self.factors.items())}
