@@ -20,7 +20,7 @@ service-time jitter, from a seeded numpy Generator, so a run is reproducible.
 
 Gate-and-route pools: when the allocation event carries usable `gate_route` parameters for a
 deployment (docs/router.md section 5), that deployment is served by a
-`solvers.gate_route_pool.GateRoutePool` instead: iteration-level mixed/solo service of the
+`solvers.gate_route.pool.GateRoutePool` instead: iteration-level mixed/solo service of the
 paper's model, the occupancy gate on prefill slots, decodes placed by the router's hint. Its
 outcomes are known only when a request completes, so `submit` returns the record with outcome
 None and the finished record reaches `drain()` later; records are released in submission
@@ -48,11 +48,11 @@ import structlog
 from schemas import (DeploymentStatus, FleetStatus, IterationBatch, Plan, RequestRecord, TelemetryBatch,
                      Transition, TransitionStep)
 from solvers.compile import CompiledInstance, compile_instance
-from solvers.iteration_model import IterationModel
+from solvers.gate_route.iteration_model import IterationModel
 from solvers.plan_codec import cand_key
 
 from solvers.cold_start import ColdStart
-from solvers.gate_route_pool import GateRouteJob, GateRoutePool, plant_from_params
+from solvers.gate_route.pool import GateRouteJob, GateRoutePool, plant_from_params
 from controller.router.core import _usable_gate as usable_gate_params  # the router's rule: same pools
 from controller.sim.slo_window import SloWindows
 

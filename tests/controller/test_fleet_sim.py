@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 from controller.sim.fleet_sim import FleetSimulator, PerfTable
-from solvers.gate_route_pool import GateRouteJob, GateRoutePool
+from solvers.gate_route.pool import GateRouteJob, GateRoutePool
 from controller.sim.slo_window import SloWindows
 from controller.sim.workload import poisson_requests
 from schemas import IterationBatch, RequestRecord, TelemetryBatch
-from solvers.fluid_lp import solve_bundled_lp
-from solvers.gate_route import gate_route_plan
-from solvers.gate_route_instance import GateRouteInstance
-from solvers.gate_route_policies import GateRoutePolicy, fg_sp, gate_and_route
-from solvers.gate_route_sim import SimConfig, simulate
-from solvers.iteration_model import IterationModel
+from solvers.gate_route.fluid_lp import solve_bundled_lp
+from solvers.gate_route.plan import gate_route_plan
+from solvers.gate_route.instance import GateRouteInstance
+from solvers.gate_route.policies import GateRoutePolicy, fg_sp, gate_and_route
+from solvers.gate_route.sim import SimConfig, simulate
+from solvers.gate_route.iteration_model import IterationModel
 
 CFG = {"model": "llama-3.1-8b", "gpu": "L4", "precision": "fp8", "tp": 1, "pp": 1}
 KEY = ("llama-3.1-8b", "L4", "fp8", 1, 1)
@@ -187,7 +187,7 @@ def grid1_runs() -> dict:
 
 @pytest.mark.parametrize("policy", ["gate_and_route", "fcfs_admission"])
 def test_gate_route_pool_matches_the_standalone_model(grid1_runs: dict, policy: str) -> None:
-    """Same policy, same instance: the fleet's pool and solvers.gate_route_sim agree on reward,
+    """Same policy, same instance: the fleet's pool and solvers.gate_route.sim agree on reward,
     per-class throughput and occupancies (Little: the same latencies)."""
     pool, sa = grid1_runs[policy]
     r_star = grid1_runs["r_star"]

@@ -14,8 +14,8 @@ from controller.worker.planning.planner import Planner, new_planner_state
 from controller.common.settings import Settings
 from schemas import DemandWindow, QueryDemand, load_catalog
 from solvers import from_plan
-from solvers.gate_route import gate_route_plan
-from solvers.iteration_model import IterationModel
+from solvers.gate_route.plan import gate_route_plan
+from solvers.gate_route.iteration_model import IterationModel
 
 HW = {"alpha": 0.041, "beta": 6.5e-5, "gamma": 31.0}   # "measured" hardware, unlike any spec model
 

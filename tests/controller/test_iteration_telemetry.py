@@ -8,8 +8,8 @@ from controller.sim.fleet_sim import FleetSimulator, PerfTable
 from controller.worker.planning.iteration_telemetry import IterationTelemetry
 from controller.sim.workload import poisson_requests
 from schemas import IterationBatch
-from solvers.gate_route import gate_route_plan
-from solvers.iteration_model import IterationModel
+from solvers.gate_route.plan import gate_route_plan
+from solvers.gate_route.iteration_model import IterationModel
 
 CFG = {"model": "llama-3.1-8b", "gpu": "L4", "precision": "fp8", "tp": 1, "pp": 1}
 T0 = 1_700_000_000.0

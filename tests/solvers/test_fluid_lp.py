@@ -7,14 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvers.fluid_lp import (
+from solvers.gate_route.fluid_lp import (
     SliTargets,
     average_tpot,
     solve_bundled_lp,
     solve_separate_lp,
     solve_sli_lp,
 )
-from solvers.gate_route_instance import GateRouteInstance, paper_instance
+from solvers.gate_route.instance import GateRouteInstance, paper_instance
 
 REL = 1e-4
 

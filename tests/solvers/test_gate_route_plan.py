@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from solvers.fluid_lp import SliTargets
-from solvers.gate_route import gate_route_plan
-from solvers.iteration_model import IterationModel
+from solvers.gate_route.fluid_lp import SliTargets
+from solvers.gate_route.plan import gate_route_plan
+from solvers.gate_route.iteration_model import IterationModel
 
 PAPER_MODEL = IterationModel(alpha=0.0174, beta=6.2e-5, gamma=45.45, slots=16)
 

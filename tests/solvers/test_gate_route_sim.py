@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solvers.fluid_lp import SliTargets, solve_bundled_lp, solve_separate_lp, solve_sli_lp
-from solvers.gate_route_instance import paper_instance
-from solvers.gate_route_policies import (
+from solvers.gate_route.fluid_lp import SliTargets, solve_bundled_lp, solve_separate_lp, solve_sli_lp
+from solvers.gate_route.instance import paper_instance
+from solvers.gate_route.policies import (
     BASELINES,
     gate_and_route,
     gate_and_route_literal,
     prioritize_and_route,
     sli_gate_and_route,
 )
-from solvers.gate_route_sim import SimConfig, simulate
+from solvers.gate_route.sim import SimConfig, simulate
 
 N = 200
 CFG = dict(n=N, horizon_s=300.0, warmup_s=100.0)

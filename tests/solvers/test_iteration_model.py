@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from solvers.iteration_model import fit_iteration_model, iteration_model_from_spec
+from solvers.gate_route.iteration_model import fit_iteration_model, iteration_model_from_spec
 
 QWEN8B = {"id": "qwen3-8b", "params_b": 8.19, "n_layers": 36, "d_model": 4096,
           "n_kv_heads": 8, "head_dim": 128, "error": {}}

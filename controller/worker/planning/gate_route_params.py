@@ -1,7 +1,7 @@
 """Gate-and-route parameters for each deployment of a plan (published in allocation events).
 
 For a deployment serving several query types (classes), the mixed iteration time and solo
-decode rate come from the spec's performance model (solvers/iteration_model.py) at the
+decode rate come from the spec's performance model (solvers/gate_route/iteration_model.py) at the
 deployment's traffic-weighted mean prompt/output lengths, or, when the deployment's engines
 report enough iteration timings for a good fit (controller/worker/planning/iteration_telemetry.py: R^2 of
 the line at least its threshold), from that fit; the published parameters record which
@@ -9,7 +9,7 @@ the line at least its threshold), from that fit; the published parameters record
 gamma used). A fitted gamma replaces the spec's only when enough decode-only iterations
 were seen. The slots B are the planner's operating batch b* (capped by the spec's memory
 bound), the batch the replicas were sized for. The bundled fluid LP (via
-solvers.gate_route.gate_route_plan) turns the classes' arrival rates into admission and
+solvers.gate_route.plan.gate_route_plan) turns the classes' arrival rates into admission and
 routing targets, at the prefill chunk C that serves the most within the SLOs
 (`_choose_chunk`). Classes routed to the pool without demand are left out. Patience is a
 product default (several times the latency SLO), since the allocation model carries none.
@@ -32,8 +32,8 @@ import structlog
 
 from schemas import Catalog, QueryType
 from solvers.compile import CompiledInstance
-from solvers.gate_route import gate_route_plan
-from solvers.iteration_model import IterationModel, iteration_model_from_spec
+from solvers.gate_route.plan import gate_route_plan
+from solvers.gate_route.iteration_model import IterationModel, iteration_model_from_spec
 from solvers.plan_codec import cand_key
 from solvers.result import SolveResult
 

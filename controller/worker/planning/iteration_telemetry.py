@@ -1,6 +1,6 @@
 """Recent engine iteration timings per deployment, and the iteration model fitted to them.
 
-Gate-and-route needs tau(C) = alpha + beta C and gamma per deployment (solvers/iteration_model.py).
+Gate-and-route needs tau(C) = alpha + beta C and gamma per deployment (solvers/gate_route/iteration_model.py).
 The planner derives them from the spec's performance model; real engines report what their
 iterations actually take (schemas.IterationBatch, kind "iterations"), and this accumulator
 fits the paper's calibration to those reports (section 6.1: the mean iteration time per
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas import IterationBatch
-from solvers.iteration_model import IterationFit, fit_iteration_model
+from solvers.gate_route.iteration_model import IterationFit, fit_iteration_model
 
 __all__ = ["FittedIteration", "IterationTelemetry"]
 

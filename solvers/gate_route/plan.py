@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from solvers.fluid_lp import SliTargets, solve_bundled_lp, solve_sli_lp
-from solvers.gate_route_instance import GateRouteInstance
-from solvers.iteration_model import IterationModel
+from solvers.gate_route.fluid_lp import SliTargets, solve_bundled_lp, solve_sli_lp
+from solvers.gate_route.instance import GateRouteInstance
+from solvers.gate_route.iteration_model import IterationModel
 
 __all__ = ["gate_route_plan"]
 
@@ -36,7 +36,7 @@ def gate_route_plan(
       patience_s     mean patience (s) before a waiting request gives up (> 0; an overloaded
                      class without patience makes the LP infeasible, as the flow cannot balance),
       value          optional revenue per completed request (default P_i + D_i: token goodput).
-    ``iteration`` gives alpha, beta, gamma and slots B (solvers.iteration_model).
+    ``iteration`` gives alpha, beta, gamma and slots B (solvers.gate_route.iteration_model).
     ``backpressure`` is the decode-buffer threshold in units of sqrt(replicas) above which the
     gate stops admitting prefills (None: the literal section 4.1 gate, never closed).
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.gate_route_instance import GateRouteInstance
-from solvers.gate_route_policies import GateRoutePolicy, PrefillGate
+from solvers.gate_route.instance import GateRouteInstance
+from solvers.gate_route.policies import GateRoutePolicy, PrefillGate
 
 __all__ = ["SimConfig", "SimResult", "simulate"]
 

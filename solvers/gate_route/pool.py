@@ -11,7 +11,7 @@ level of single requests with their real token counts:
   run at the solo speed (the paper's endogenous mode switch).
 * The other replicas are *solo*: B decode slots, gamma tokens/s per stream, never prefill.
 * A free prefill slot takes the head of the class chosen by the occupancy gate
-  (solvers.gate_route_policies.PrefillGate, the rule the standalone simulator uses); a
+  (solvers.gate_route.policies.PrefillGate, the rule the standalone simulator uses); a
   prefilled request's decode goes where the router's placement hint says: with the SLI router
   ("randomised") strictly to that group, buffering in its queue; with the greedy router
   ("solo_first") to the hinted group if it has a free slot, else the other, else one FCFS
@@ -38,8 +38,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from solvers.gate_route_policies import GateRoutePolicy, PrefillGate, policy_from_params
-from solvers.iteration_model import IterationModel
+from solvers.gate_route.policies import GateRoutePolicy, PrefillGate, policy_from_params
+from solvers.gate_route.iteration_model import IterationModel
 
 __all__ = ["GateRouteJob", "GateRoutePool", "plant_from_params", "OTHER"]
 
@@ -142,7 +142,7 @@ class GateRoutePool:
 
     # ---- control -----------------------------------------------------------------------------
     def configure(self, params: Mapping[str, Any], at: float | None = None) -> None:
-        """Adopt published parameters (solvers.gate_route.gate_route_plan): M, targets, router."""
+        """Adopt published parameters (solvers.gate_route.plan.gate_route_plan): M, targets, router."""
         policy, ids = policy_from_params(params)
         self.configure_policy(policy, ids, int(params["replicas"]),
                               slots=int(params.get("slots_per_replica", self.plant.slots)),

@@ -1,6 +1,6 @@
 """Gate-and-route policies and the paper's baselines as plain parameter objects.
 
-A policy is data, not code: the simulator (solvers.gate_route_sim) and a real router read the
+A policy is data, not code: the simulator (solvers.gate_route.sim) and a real router read the
 same few fields. Each policy is three choices (arXiv 2602.02987 sections 4-6, Fig. 7):
 
 * layout    -- "static": M = ceil(n sum x*) replicas are mixed (one reserved prefill slot plus
@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from solvers.fluid_lp import (
+from solvers.gate_route.fluid_lp import (
     FluidSolution,
     SliTargets,
     mixed_replicas_for,
@@ -36,7 +36,7 @@ from solvers.fluid_lp import (
     solve_separate_lp,
     solve_sli_lp,
 )
-from solvers.gate_route_instance import GateRouteInstance
+from solvers.gate_route.instance import GateRouteInstance
 
 __all__ = [
     "GateRoutePolicy",
@@ -201,7 +201,7 @@ BASELINES = {"fi_wsp": fi_wsp, "gi_wsp": gi_wsp, "gf_wsp": gf_wsp, "fg_sp": fg_s
 class PrefillGate:
     """Which waiting class a free prefill slot takes under ``policy`` with ``n`` replicas.
 
-    One rule for every simulator (solvers.gate_route_sim, solvers.gate_route_pool), so the
+    One rule for every simulator (solvers.gate_route.sim, solvers.gate_route.pool), so the
     fleet's pools and the standalone model admit identically. ``queues[i]`` holds class i's
     waiting jobs in arrival order; ``head_time(job)`` is a job's arrival time (only the fcfs
     admission reads it; default: the job is its arrival time). ``buffered[i]`` counts class
@@ -283,7 +283,7 @@ class PrefillGate:
 
 
 def policy_from_params(params: Mapping[str, Any]) -> tuple[GateRoutePolicy, tuple[str, ...]]:
-    """The policy a router or engine applies from published parameters (solvers.gate_route).
+    """The policy a router or engine applies from published parameters (solvers.gate_route.plan).
 
     Returns the policy (per-replica targets, as the LP states them) and the class ids in
     its index order. Admission is the occupancy gate; ``router`` "randomised" gives the SLI

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.gate_route_instance import GateRouteInstance
+from solvers.gate_route.instance import GateRouteInstance
 
 __all__ = [
     "FluidSolution",
