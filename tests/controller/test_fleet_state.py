@@ -75,3 +75,29 @@ def test_ingest_keeps_fleets_apart() -> None:
     parts = dw.close_ready(st, 3, window_s=W, grace_s=G, watermark=200.0)
     assert {(p["fleet"], p["aggs"]["code"]["n"], p["wm"]) for p in parts} == {("a", 5, 200.0), ("b", 5, 200.0)}
     assert st.windows == {}
+
+
+def test_tables_written_by_the_previous_worker_are_recovered_and_keep_counting() -> None:
+    """tests/controller/fixtures/changelog_v1.json holds table entries the previous worker's own
+    code wrote (commit 3e969f7: two partitions with open windows, a leader that closed one)."""
+    from pathlib import Path
+
+    fx = json.loads((Path(__file__).parent / "fixtures" / "changelog_v1.json").read_text())
+    w, g = fx["window_s"], fx["grace_s"]
+    parts = {int(p): fleet_state.ingest_from_changelog(e, "default") for p, e in fx["ingest"].items()}
+    open_records = sum(a["n"] for st in parts.values() for ws in st.windows.values() for agg in ws.values()
+                       for a in agg.values())
+    fs = fleet_state.FleetState.from_changelog(fx["planner"], "default")
+    assert fs.planner.epoch == 3 and fs.assembly.closed_upto == int(fx["closed_by_v1"][-1][0] // w)
+    windows = []
+    for p, st in sorted(parts.items()):
+        for partial in dw.close_ready(st, p, window_s=w, grace_s=g, watermark=st.wm + 3 * w):
+            assert partial["fleet"] == "default"
+            wa.absorb(fs.assembly, partial)
+    windows = [win for win, _ in wa.closable(fs.assembly, fleet_id="default", partitions=2, window_s=w, grace_s=g)]
+    assert sum(x.records for x in windows) == open_records == 17, "every open record counted once"
+    assert windows[0].window_start == 1010.0, "the window the previous leader closed is not published again"
+    assert all(a.window_end == b.window_start for a, b in zip(windows, windows[1:])), "none skipped"
+    assert [x.window_start for x in windows if x.records] == [1010.0, 1020.0]
+    again = fleet_state.FleetState.from_changelog(json.loads(json.dumps(fs.to_changelog())), "default")
+    assert again.to_changelog()["v"] == fleet_state.STATE_VERSION and again.planner.epoch == 3
