@@ -244,22 +244,8 @@ class Planner:
             in_force_ok, in_force_cost = rep.feasible, rep.cost_per_hour
         dwell_ok = state.plan_at is None or window.window_end - state.plan_at >= self.s.min_dwell_s
 
-        # GH repairs the plan in force (its replicas kept as paid capacity, idle ones trimmed):
-        # a cold plan could replace whole deployments, and new replicas start cold
-        with out.stage("gh"):
-            warm = from_plan(ci, in_force) if in_force is not None else None
-            gh = solve(ci, "gh", warm_start=warm) if warm is not None else solve(ci, "gh")
-        with out.stage("check"):
-            gh_report = check_result(ci, gh)
+        warm, gh, gh_report = self._repair(out, ci, in_force)
         gh_ok = gh.has_solution and gh_report.feasible
-        if warm is not None and not gh_ok:  # kept replicas can block the budget a fresh plan needs
-            with out.stage("gh"):
-                fresh = solve(ci, "gh")
-            with out.stage("check"):
-                fresh_report = check_result(ci, fresh)
-            if fresh.has_solution and fresh_report.feasible:
-                gh, gh_report, gh_ok = fresh, fresh_report, True
-        out.solve_seconds["gh"] = gh.seconds
         if in_force is not None and warm is not None and self.s.replan == "two_timescales":
             chosen = self._two_timescales(out, state, window, ci, warm[0], gh if gh_ok else None,
                                           in_force_cost if in_force_ok else None)
@@ -269,16 +255,8 @@ class Planner:
                                        agh_trigger, warm[0], result)
             out.stage_seconds["total"] = time.perf_counter() - t_start
             return out
-        trigger, agh_trigger = None, None   # agh_trigger: AGH follows the GH plan
-        if in_force is None:
-            trigger = "startup"
-        elif out.drift and (dwell_ok or not in_force_ok):
-            trigger, agh_trigger = "window", "drift"
-        elif not in_force_ok:
-            trigger, agh_trigger = "window", None if gh_ok else "window"
-        elif gh_ok and dwell_ok and in_force_cost is not None and \
-                gh.objective < in_force_cost * (1 - self.improve_threshold):
-            trigger = "window"
+        trigger, agh_trigger = self._trigger(in_force is None, bool(out.drift), dwell_ok, in_force_ok,
+                                             in_force_cost, gh.objective if gh_ok else None)
         if trigger is None:
             out.kept_reason = "plan in force still feasible" + ("" if dwell_ok else " (dwell)")
             out.stage_seconds["total"] = time.perf_counter() - t_start
@@ -295,6 +273,42 @@ class Planner:
                                agh_trigger, warm[0] if warm is not None else None, gh)
         out.stage_seconds["total"] = time.perf_counter() - t_start
         return out
+
+    def _repair(self, out: Decision, ci: CompiledInstance, in_force: dict[str, Any] | None
+                ) -> tuple[Any, SolveResult, Report]:
+        """GH as a repair of the plan in force (its replicas kept as paid capacity, idle ones
+        trimmed): a cold plan could replace whole deployments, and new replicas start cold. When
+        the kept replicas block the budget a fresh plan needs, a fresh GH plan is taken instead.
+        Returns (the plan in force as a warm start or None, GH's result, its report)."""
+        with out.stage("gh"):
+            warm = from_plan(ci, in_force) if in_force is not None else None
+            gh = solve(ci, "gh", warm_start=warm)
+        with out.stage("check"):
+            gh_report = check_result(ci, gh)
+        if warm is not None and not (gh.has_solution and gh_report.feasible):
+            with out.stage("gh"):
+                fresh = solve(ci, "gh")
+            with out.stage("check"):
+                fresh_report = check_result(ci, fresh)
+            if fresh.has_solution and fresh_report.feasible:
+                gh, gh_report = fresh, fresh_report
+        out.solve_seconds["gh"] = gh.seconds
+        return warm, gh, gh_report
+
+    def _trigger(self, startup: bool, drift_seen: bool, dwell_ok: bool, in_force_ok: bool,
+                 in_force_cost: float | None, gh_cost: float | None) -> tuple[str | None, str | None]:
+        """(trigger of the GH plan or None to keep the plan in force, trigger of the AGH that
+        follows it or None); `gh_cost` None: GH found no valid plan."""
+        if startup:
+            return "startup", None
+        if drift_seen and (dwell_ok or not in_force_ok):
+            return "window", "drift"
+        if not in_force_ok:
+            return "window", None if gh_cost is not None else "window"
+        if gh_cost is not None and dwell_ok and in_force_cost is not None and \
+                gh_cost < in_force_cost * (1 - self.improve_threshold):
+            return "window", None
+        return None, None
 
     def _publish_then_agh(self, out: Decision, state: PlannerState, window: DemandWindow, closed_at: float | None,
                           inst: Instance, ci: CompiledInstance, result: SolveResult, report: Report, trigger: str,
