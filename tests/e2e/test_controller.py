@@ -15,8 +15,15 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def cluster(broker: str, tmp_path: Path):
+async def cluster(broker: str, tmp_path: Path):
+    """Topics created up front, as a deployment does (docs/deploy.md): a test consumer that
+    subscribes first would otherwise have the broker auto-create the demand topic at its
+    default width, a race with the worker that these tests are not about (see
+    tests/e2e/test_leader_sync.py for a wider demand topic)."""
+    from controller.common.topic_admin import ensure_topics
+
     c = Cluster(broker, tmp_path)
+    await ensure_topics(c.settings, broker)
     yield c
     c.close()
 
