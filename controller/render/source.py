@@ -52,7 +52,9 @@ async def event_from_topic(bootstrap: str, topic: str, fleet: str, epoch: int | 
 
     from controller.common.topic_admin import topic_partitions
 
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # "earliest": an assigned partition starts at its beginning even before the seek below has
+    # resolved (aiokafka's default "latest" can win that race, and the topic then reads empty)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         await c.start()
     except Exception as exc:  # aiokafka raises KafkaConnectionError and friends
@@ -64,8 +66,9 @@ async def event_from_topic(bootstrap: str, topic: str, fleet: str, epoch: int | 
         ends = await c.end_offsets(tps)
         await c.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and await _behind(c, tps, ends):
-            for msgs in (await c.getmany(timeout_ms=500)).values():
+        while time.monotonic() < deadline and await _behind(c, tps, ends):  # to the end offsets
+            got = await c.getmany(timeout_ms=500)
+            for msgs in got.values():
                 for m in msgs:
                     try:
                         ev = AllocationEvent.model_validate_json(m.value)
